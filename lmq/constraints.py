@@ -1,0 +1,251 @@
+"""From a hole's ``where`` constraints to a :class:`HoleSpec` the decoding loop enforces.
+
+Constraint argument expressions (``LIST``, ``s``, ``n`` …) are evaluated when the hole
+starts (LANGUAGE.md section 4), so this runs at run time, but it is pure: it sees IR and
+plain values, never a model. The regular part of a constraint (everything a byte-level
+automaton can check) becomes one :mod:`lmq.regular` tree; token counts, stop phrases and
+predicates, which are not regular over the text, must be top-level conjuncts.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lmq import ir, regular
+from lmq.errors import LmqCompileError, LmqConstraintError
+
+COMPARISONS: dict[str, Callable[[int, int], bool]] = {
+    "<": operator.lt, "<=": operator.le, "==": operator.eq,
+    "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
+}
+TYPED_HOLES = {"int": regular.INT_PATTERN, "float": regular.FLOAT_PATTERN}
+# Kinds that constrain the text as a regular language.
+REGULAR_KINDS = {"char_len", "in", "eq", "contains", "starts_with", "ends_with", "regex",
+                 "int", "float"}
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """``pred(X, ...)``: checked on the final value only."""
+
+    function: Any
+    args: tuple[Any, ...]
+    name: str
+
+
+@dataclass(frozen=True)
+class HoleSpec:
+    """Everything the decoding loop needs to generate one hole's value.
+
+    ``regular`` is ``None`` for unconstrained text. Token counts: the value has at least
+    ``min_tokens`` and at most ``max_tokens`` tokens and never a count in
+    ``excluded_counts`` when it ends. ``convert`` names the conversion of the final text
+    (``int``, ``float``, ``bool``) or is ``None``.
+    """
+
+    hole: str
+    regular: regular.Regular | None = None
+    min_tokens: int = 0
+    max_tokens: int | None = None
+    excluded_counts: frozenset[int] = frozenset()
+    stops_at: tuple[str, ...] = ()
+    stops_before: tuple[str, ...] = ()
+    convert: str | None = None
+    predicates: tuple[Predicate, ...] = ()
+    description: str = ""
+
+    def count_allows_end(self, count: int) -> bool:
+        return count >= self.min_tokens and count not in self.excluded_counts
+
+
+def conjuncts(constraint: ir.Constraint | None) -> list[ir.Constraint]:
+    if constraint is None:
+        return []
+    if isinstance(constraint, ir.And):
+        return [item for sub in constraint.items for item in conjuncts(sub)]
+    return [constraint]
+
+
+def holes_of(constraint: ir.Constraint) -> set[str]:
+    if isinstance(constraint, ir.Atom):
+        return {constraint.hole}
+    if isinstance(constraint, ir.Not):
+        return holes_of(constraint.item)
+    return {hole for item in constraint.items for hole in holes_of(item)}
+
+
+def constraints_for(hole: str, *wheres: ir.Constraint | None) -> list[ir.Constraint]:
+    """The conjuncts of the given ``where`` clauses that constrain ``hole``."""
+    found = []
+    for where in wheres:
+        for item in conjuncts(where):
+            names = holes_of(item)
+            if hole not in names:
+                continue
+            if len(names) > 1:
+                raise LmqCompileError(
+                    "a constraint combined with 'or'/'not' may only involve one hole",
+                    item.span)
+            found.append(item)
+    return found
+
+
+def hole_spec(hole: ir.Hole, items: Iterable[ir.Constraint],
+              evaluate: Callable[[ir.Expr], Any], describe: Callable[[ir.Node], str] = str,
+              ) -> HoleSpec:
+    """Build the :class:`HoleSpec` of ``hole`` from its constraint conjuncts."""
+    builder = _SpecBuilder(hole.name, evaluate, describe)
+    if hole.type in TYPED_HOLES:
+        builder.add_regular(regular.Regex(TYPED_HOLES[hole.type]))
+        builder.convert = hole.type
+    elif hole.type == "bool":
+        builder.add_regular(regular.OneOf(("true", "false")))
+        builder.convert = "bool"
+    if hole.regex is not None:
+        builder.add_regular(regular.Regex(hole.regex))
+    descriptions = [f"[{hole.name}: {hole.type or repr(hole.regex)}]"] \
+        if hole.type or hole.regex else []
+    for item in items:
+        builder.add(item)
+        descriptions.append(describe(item))
+    return builder.build(" and ".join(descriptions))
+
+
+class _SpecBuilder:
+    def __init__(self, hole: str, evaluate: Callable[[ir.Expr], Any],
+                 describe: Callable[[ir.Node], str]) -> None:
+        self.hole = hole
+        self.evaluate = evaluate
+        self.describe = describe
+        self.regulars: list[regular.Regular] = []
+        self.min_tokens = 0
+        self.max_tokens: int | None = None
+        self.excluded: set[int] = set()
+        self.stops_at: list[str] = []
+        self.stops_before: list[str] = []
+        self.convert: str | None = None
+        self.predicates: list[Predicate] = []
+
+    def build(self, description: str) -> HoleSpec:
+        tree = None
+        if self.regulars:
+            tree = self.regulars[0] if len(self.regulars) == 1 else regular.And(
+                tuple(self.regulars))
+        return HoleSpec(self.hole, tree, self.min_tokens, self.max_tokens,
+                        frozenset(self.excluded), tuple(self.stops_at),
+                        tuple(self.stops_before), self.convert, tuple(self.predicates),
+                        description)
+
+    def add_regular(self, node: regular.Regular) -> None:
+        self.regulars.append(node)
+
+    def add(self, item: ir.Constraint) -> None:
+        if isinstance(item, ir.Atom) and item.kind not in REGULAR_KINDS:
+            self.add_top_level(item)
+        else:
+            self.add_regular(self.regular_of(item))
+            if isinstance(item, ir.Atom) and item.kind in ("int", "float"):
+                self.convert = item.kind
+
+    def add_top_level(self, atom: ir.Atom) -> None:
+        if atom.kind == "token_len":
+            self.add_token_bound(atom.op or "<", self.integer(atom.args[0], atom))
+        elif atom.kind in ("stops_at", "stops_before"):
+            phrases = self.strings(atom.args[0], atom, allow_single=True)
+            if any(not phrase for phrase in phrases):
+                raise LmqConstraintError("a stop phrase cannot be empty", atom.span)
+            target = self.stops_at if atom.kind == "stops_at" else self.stops_before
+            target.extend(phrases)
+        elif atom.kind == "pred":
+            function = self.evaluate(ir.Name(atom.op or "", span=atom.span))
+            args = tuple(self.evaluate(arg) for arg in atom.args)
+            self.predicates.append(Predicate(function, args, atom.op or "predicate"))
+        else:
+            raise LmqCompileError(f"'{self.describe(atom)}' is not supported yet", atom.span)
+
+    def add_token_bound(self, op: str, n: int) -> None:
+        if op == "<":
+            self.max_tokens = _min(self.max_tokens, n - 1)
+        elif op == "<=":
+            self.max_tokens = _min(self.max_tokens, n)
+        elif op == ">":
+            self.min_tokens = max(self.min_tokens, n + 1)
+        elif op == ">=":
+            self.min_tokens = max(self.min_tokens, n)
+        elif op == "==":
+            self.min_tokens = max(self.min_tokens, n)
+            self.max_tokens = _min(self.max_tokens, n)
+        else:
+            self.excluded.add(n)
+
+    def regular_of(self, item: ir.Constraint) -> regular.Regular:
+        if isinstance(item, ir.And):
+            return regular.And(tuple(self.regular_of(sub) for sub in item.items))
+        if isinstance(item, ir.Or):
+            return regular.Or(tuple(self.regular_of(sub) for sub in item.items))
+        if isinstance(item, ir.Not):
+            return regular.Not(self.regular_of(item.item))
+        if item.kind not in REGULAR_KINDS:
+            raise LmqCompileError(
+                f"'{self.describe(item)}' must be a top-level 'and' condition, not inside "
+                "'or' or 'not'", item.span)
+        return self.regular_atom(item)
+
+    def regular_atom(self, atom: ir.Atom) -> regular.Regular:
+        kind = atom.kind
+        if kind in ("int", "float"):
+            return regular.Regex(TYPED_HOLES[kind])
+        if kind == "char_len":
+            n = self.integer(atom.args[0], atom)
+            return _char_length(atom.op or "<", n)
+        if kind == "in":
+            return regular.OneOf(tuple(self.strings(atom.args[0], atom)))
+        if kind == "regex":
+            pattern = self.string(atom.args[0], atom)
+            regular.check_regex(pattern)
+            return regular.Regex(pattern)
+        text = self.string(atom.args[0], atom)
+        return {"eq": regular.Literal, "contains": regular.Contains,
+                "starts_with": regular.Prefix, "ends_with": regular.Suffix}[kind](text)
+
+    def integer(self, expr: ir.Expr, atom: ir.Atom) -> int:
+        value = self.evaluate(expr)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LmqConstraintError(
+                f"expected an integer in the constraint on '{self.hole}', got "
+                f"{type(value).__name__}", atom.span)
+        return value
+
+    def string(self, expr: ir.Expr, atom: ir.Atom) -> str:
+        value = self.evaluate(expr)
+        if not isinstance(value, str):
+            raise LmqConstraintError(
+                f"expected a string in the constraint on '{self.hole}', got "
+                f"{type(value).__name__}", atom.span)
+        return value
+
+    def strings(self, expr: ir.Expr, atom: ir.Atom, allow_single: bool = False) -> list[str]:
+        value = self.evaluate(expr)
+        if allow_single and isinstance(value, str):
+            return [value]
+        if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+                isinstance(v, str) for v in value):
+            raise LmqConstraintError(
+                f"expected a list of strings in the constraint on '{self.hole}'", atom.span)
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+
+
+def _min(a: int | None, b: int) -> int:
+    return b if a is None else min(a, b)
+
+
+def _char_length(op: str, n: int) -> regular.Regular:
+    bounds = {"<": (0, n - 1), "<=": (0, n), ">": (n + 1, None), ">=": (n, None),
+              "==": (n, n)}
+    if op == "!=":
+        return regular.Not(regular.CharLength(max(n, 0), max(n, 0))) if n >= 0 else regular.ANY
+    low, high = bounds[op]
+    return regular.CharLength(max(low, 0), high)

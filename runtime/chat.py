@@ -1,0 +1,69 @@
+"""Chat role tags rendered through the tokenizer's chat template (LANGUAGE.md section 8).
+
+Prompts are built incrementally, so the template is not applied to a finished message
+list: it is rendered once with sentinel messages to learn each role's header and footer
+and the default system turn, which are then inserted wherever the role changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_A, _B = "\u2060lmqA\u2060", "\u2060lmqB\u2060"
+
+
+@dataclass(frozen=True)
+class ChatFormat:
+    """Text around each role's turns; ``default_system`` opens a conversation whose first
+    turn is not a system turn (SmolLM2's template adds one)."""
+
+    headers: dict[str, str]
+    footers: dict[str, str]
+    default_system: str = ""
+
+    @classmethod
+    def plain(cls) -> ChatFormat:
+        """Without a template roles render as ``role: text`` lines."""
+        roles = ("system", "user", "assistant")
+        return cls({r: f"{r}: " for r in roles}, {r: "\n" for r in roles})
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> ChatFormat:
+        if not getattr(tokenizer, "chat_template", None):
+            return cls.plain()
+        try:
+            return cls._from_template(tokenizer)
+        except Exception:  # a template that cannot render sentinels: fall back, never fail
+            return cls.plain()
+
+    @classmethod
+    def _from_template(cls, tokenizer) -> ChatFormat:
+        def render(messages, generation=False) -> str:
+            return tokenizer.apply_chat_template(messages, tokenize=False,
+                                                 add_generation_prompt=generation)
+
+        system_only = render([{"role": "system", "content": _A}])
+        system_header, system_footer = system_only.split(_A)
+        headers, footers = {"system": system_header}, {"system": system_footer}
+        default_system = ""
+        for role in ("user", "assistant"):
+            pair = render([{"role": "system", "content": _A}, {"role": role, "content": _B}])
+            between, footer = pair.split(_A)[1].split(_B)
+            headers[role] = between[len(system_footer):]
+            footers[role] = footer
+        alone = render([{"role": "user", "content": _B}]).split(_B)[0]
+        if alone.endswith(headers["user"]):
+            default_system = alone[: len(alone) - len(headers["user"])]
+        return cls(headers, footers, default_system)
+
+    def transition(self, previous: str | None, role: str | None, opened: bool) -> str:
+        """Text to insert when the role changes from ``previous`` to ``role``;
+        ``opened`` says whether a conversation has been opened before."""
+        if previous == role:
+            return ""
+        text = self.footers.get(previous, "") if previous else ""
+        if role is None:
+            return text
+        if not opened and role != "system":
+            text += self.default_system
+        return text + self.headers[role]

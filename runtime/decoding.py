@@ -1,0 +1,300 @@
+"""The decoding loop: program instances as batch rows, advanced in lockstep.
+
+Every row is a :class:`ProgramState` paused at a hole. Each step, for each model, the rows
+decoding on it feed their queued tokens (the text appended since their last step plus the
+last generated token) in ONE forward pass, get one logits row each, apply their own mask,
+and choose their next token; a row whose hole ends runs its program on to the next hole,
+and its next text rides along in the following forward pass. ``sample(n)`` and
+``q.batch`` are just more rows; ``beam(n)`` forks rows (:mod:`lmq.runtime.beam`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lmq.constraints import Predicate
+from lmq.decoders import DecoderSpec
+from lmq.errors import LmqConstraintError, LmqError
+from lmq.runtime.context import Counters, RowContext
+from lmq.runtime.engine import RUNTIMES, ModelRuntime
+from lmq.runtime.holes import HoleRun
+from lmq.runtime.interpreter import HoleRequest, ProgramState
+
+ModelResolver = Callable[[Any], Any]  # inline `from` value (or None) -> backend
+
+
+@dataclass
+class TraceEntry:
+    model: str
+    rows: int
+    tokens_in: int
+    tokens_out: int
+    mask_ms: float
+
+
+@dataclass
+class Row:
+    """One program instance (or one branch of one) being decoded."""
+
+    instance: int
+    state: ProgramState
+    counters: Counters = field(default_factory=Counters)
+    contexts: dict[int, RowContext] = field(default_factory=dict)
+    request: HoleRequest | None = None
+    hole: HoleRun | None = None
+    runtime: ModelRuntime | None = None
+    rng: torch.Generator | None = None
+    score: float = 0.0
+    error: LmqError | None = None
+
+    @property
+    def context(self) -> RowContext:
+        assert self.runtime is not None
+        return self.contexts[id(self.runtime.backend)]
+
+    @property
+    def active(self) -> bool:
+        return self.error is None and not self.state.finished
+
+
+class Decoding:
+    """Runs rows to completion under one decoder."""
+
+    def __init__(self, decoder: DecoderSpec, resolve: ModelResolver) -> None:
+        self.decoder = decoder
+        self.resolve = resolve
+        self.trace: list[TraceEntry] = []
+        self.forward_passes = 0
+        self.mask_seconds = 0.0
+
+    # ------------------------------------------------------------ driving
+
+    def run(self, rows: list[Row], fail_fast: bool) -> list[Row]:
+        """Decode until every row has finished or failed. With ``fail_fast`` the first
+        error is raised; otherwise it is kept on its row and the other rows go on."""
+        for row in rows:
+            self._guard(row, self.advance, fail_fast)
+        while True:
+            live = [row for row in rows if row.active]
+            if not live:
+                return rows
+            self.step(live, fail_fast)
+
+    def step(self, live: list[Row], fail_fast: bool) -> None:
+        by_model: dict[int, list[Row]] = {}
+        for row in live:
+            by_model.setdefault(id(row.runtime), []).append(row)
+        for group in by_model.values():
+            entries, masking = len(self.trace), self.mask_seconds
+            logits = self.forward(group)
+            for row, row_logits in zip(group, logits):
+                self._guard(row, lambda r: self.choose(r, row_logits), fail_fast)
+            if len(self.trace) > entries:
+                self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
+
+    def _guard(self, row: Row, action: Callable[[Row], None], fail_fast: bool) -> None:
+        try:
+            action(row)
+        except LmqError as error:
+            if fail_fast:
+                raise
+            row.error = error
+            self.release(row)
+
+    def forward(self, rows: list[Row]) -> list[torch.Tensor]:
+        """One forward pass for every row that has queued tokens; the others reuse the
+        logits of their last position."""
+        runtime = rows[0].runtime
+        assert runtime is not None
+        feeding = [row for row in rows if row.context.pending]
+        if feeding:
+            feeds = {row.context.handle: row.context.take_feed() for row in feeding}
+            tokens_in = sum(len(ids) for ids in feeds.values())
+            logits = runtime.backend.forward(feeds)
+            self.forward_passes += 1
+            for row, row_logits in zip(feeding, logits):
+                row.context.last_logits = row_logits
+                row.counters.forward_passes += 1
+            self.trace.append(TraceEntry(runtime.backend.name, len(feeds), tokens_in,
+                                         len(feeds), 0.0))
+        return [row.context.last_logits for row in rows]
+
+    # ------------------------------------------------------------ per row
+
+    def advance(self, row: Row) -> None:
+        """Run the row's program to its next hole and set that hole up."""
+        while True:
+            request = row.state.run()
+            row.request = request
+            if request is None:
+                self.release(row)
+                return
+            backend = self.resolve(request.model)
+            row.runtime = RUNTIMES.get(backend)
+            context = self._context(row)
+            context.sync(row.state.context, row.state.role)
+            if context.length == 0:
+                context.start_token(row.runtime.start_token)
+            if request.distribution is not None:
+                return
+            row.hole = self._new_hole(row, request, context)
+            if row.hole.ending is None:
+                return
+            self.finish(row)  # an empty value was the only possibility
+
+    def _context(self, row: Row) -> RowContext:
+        runtime = row.runtime
+        assert runtime is not None
+        key = id(runtime.backend)
+        if key not in row.contexts:
+            handle = runtime.backend.new_rows(1)[0]
+            max_len = self.decoder.max_len or runtime.context_length
+            row.contexts[key] = RowContext(runtime.backend, handle, runtime.chat, max_len,
+                                           row.counters)
+        return row.contexts[key]
+
+    def _new_hole(self, row: Row, request: HoleRequest, context: RowContext) -> HoleRun:
+        runtime = row.runtime
+        assert runtime is not None
+        spec = request.spec
+        budget = min(self.decoder.max_tokens, context.max_len - context.length)
+        if spec.max_tokens is not None:
+            budget = min(budget, spec.max_tokens)
+        hole = HoleRun(spec, runtime.guide(spec.regular), runtime.text_bytes, runtime.eos_ids,
+                       budget, request.hole.span)
+        if hole.exhausted() or budget == 0:
+            if not hole.can_end():
+                hole.fail("no token can start the value")
+            hole.end_of_sequence()
+        return hole
+
+    def choose(self, row: Row, logits: torch.Tensor) -> None:
+        """Pick the row's next token from its logits (or score a distribution)."""
+        request = row.request
+        assert request is not None and row.runtime is not None
+        if request.distribution is not None:
+            self.distribution(row, logits, request.distribution)
+            return
+        assert row.hole is not None
+        token, logprob = self.pick(row.hole, logits, row.rng)
+        self.apply(row, token, logprob)
+
+    def apply(self, row: Row, token: int, logprob: float) -> None:
+        """Extend the row's hole with ``token`` (end-of-sequence ends it)."""
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and runtime is not None
+        row.score += logprob
+        if token in runtime.backend.eos_token_ids and hole.can_end():
+            hole.end_of_sequence()
+        else:
+            hole.push(token, logprob)
+            row.context.push_generated(token)
+            row.counters.generated_tokens += 1
+        if hole.ending is not None:
+            self.finish(row)
+
+    def masked(self, hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
+        """The logits with every token the hole forbids set to -inf."""
+        mask = hole.mask(logits.shape[-1])
+        if mask is None:
+            return logits
+        scores = logits.masked_fill(~torch.from_numpy(mask), float("-inf"))
+        if not torch.isfinite(scores).any():
+            hole.fail("no token is allowed")
+        return scores
+
+    def pick(self, hole: HoleRun, logits: torch.Tensor,
+             rng: torch.Generator | None) -> tuple[int, float]:
+        """The next token under the hole's mask and the decoder, with its log-probability
+        under the model (unmasked)."""
+        start = time.perf_counter()
+        scores = self.masked(hole, logits)
+        self.mask_seconds += time.perf_counter() - start
+        if self.decoder.name == "sample":
+            token = self._sample(scores, rng)
+        else:
+            token = int(torch.argmax(scores))
+        return token, float(logits[token] - torch.logsumexp(logits, dim=-1))
+
+    def _sample(self, scores: torch.Tensor, rng: torch.Generator | None) -> int:
+        decoder = self.decoder
+        scores = scores / max(decoder.temperature, 1e-6)
+        if decoder.top_k:
+            kth = torch.topk(scores, min(decoder.top_k, scores.shape[-1])).values[-1]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        if decoder.top_p is not None and decoder.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            cut = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > decoder.top_p
+            sorted_probs[cut] = 0.0
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+        return int(torch.multinomial(probs, 1, generator=rng))
+
+    def finish(self, row: Row) -> None:
+        """Close the row's hole: fix up the context, hand the value to the program, and run
+        on to the next hole."""
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and hole.ending is not None and runtime is not None
+        ending = hole.ending
+        extra = runtime.backend.encode(ending.tail.decode("utf-8")) if ending.tail else []
+        tokens = row.context.close_hole(ending.keep, extra)
+        text = ending.value.decode("utf-8", errors="replace")
+        _check_predicates(hole.spec.predicates, text, row)
+        row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
+                       logprobs=hole.logprobs[:ending.keep])
+        if text:
+            row.context.adopt(row.state.context[-1])
+        row.hole = None
+        self.advance(row)
+
+    def distribution(self, row: Row, logits: torch.Tensor, values: Sequence[str]) -> None:
+        """Score every value as a continuation in one batched pass; bind the likeliest."""
+        runtime = row.runtime
+        assert runtime is not None
+        sequences = [runtime.backend.encode(value) for value in values]
+        scores = runtime.backend.score(row.context.handle, sequences, first_logits=logits)
+        self.forward_passes += 1
+        row.counters.forward_passes += 1
+        totals = [sum(lps) for lps in scores]
+        top = max(totals)
+        weights = [math.exp(t - top) for t in totals]
+        norm = sum(weights)
+        probabilities = {value: w / norm for value, w in zip(values, weights)}
+        best = max(range(len(values)), key=lambda i: totals[i])
+        assert row.request is not None
+        row.state.distribution[row.request.hole.name] = probabilities
+        row.state.fill(values[best], logprobs=list(scores[best]))
+        row.score += totals[best]
+        self.advance(row)
+
+    def release(self, row: Row) -> None:
+        for context in row.contexts.values():
+            context.backend.release([context.handle])
+        row.contexts.clear()
+
+
+
+def _check_predicates(predicates: Sequence[Predicate], text: str, row: Row) -> None:
+    for predicate in predicates:
+        try:
+            ok = predicate.function(text, *predicate.args)
+        except Exception as error:  # a host predicate may raise anything
+            raise LmqConstraintError(f"predicate '{predicate.name}' raised "
+                                     f"{type(error).__name__}: {error}") from None
+        if not ok:
+            assert row.request is not None
+            raise LmqConstraintError(f"hole '{row.request.hole.name}' value {text!r} fails "
+                                     f"predicate '{predicate.name}'", row.request.hole.span)
+
+
+def seeded_generator(seed: int | None, index: int) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed((seed if seed is not None else int(time.time_ns() % 2**31)) + index)
+    return generator
+

@@ -1,0 +1,475 @@
+"""Compile :mod:`lmq.regular` trees into byte-level DFAs.
+
+A :class:`ByteDfa` reads the UTF-8 bytes of a value. Its dense table ``transitions[state,
+byte]`` has a dead sink :data:`DEAD` (state 0, its row all ``DEAD``); every other state is
+reachable from ``initial`` and *live* (an accepting state is reachable from it), because
+compilation trims the rest into ``DEAD``. So "still completable" is ``state != DEAD``.
+
+How: interegular parses a regex (``lmq.regular.normalize_regex`` makes sure it can), the
+parse tree becomes a Thompson NFA over bytes -- each character class expanded into UTF-8
+byte-range sequences (:func:`utf8_sequences`) -- and a budgeted subset construction turns
+it into the DFA. The other leaves (literals, choices, prefix/suffix/contains, character
+lengths, ANY) are built as NFAs directly; ``And``/``Or``/``Not`` are product constructions
+on DFAs, ``Not`` relative to valid UTF-8. interegular's own ``to_fsm`` is not used: its
+crawl looks states up in a list (quadratic; ``(a|b)*a(a|b){12}`` takes 5 s there) and
+cannot be stopped, while a constraint must compile within a budget or fail cleanly.
+Determinizing a byte NFA also shares the UTF-8 continuation states of a character class
+(``[^\\n]{0,64}``: 577 states), which a char-level DFA expanded per transition would not.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+import interegular
+import numpy as np
+from interegular import patterns as ip
+
+from lmq import regular as rg
+from lmq.errors import LmqCompileError
+
+DEAD = 0
+MAX_CODE_POINT = 0x10FFFF
+_ALL_CHARS = ((0, MAX_CODE_POINT),)
+_NOT_NEWLINE = ((0, 9), (11, MAX_CODE_POINT))
+
+
+@dataclass(frozen=True, eq=False)
+class ByteDfa:
+    """A complete DFA over bytes; see the module docstring for its invariants.
+
+    ``transitions``: int32 ``[S, 256]``; ``accepting``, ``live``: bool ``[S]`` (``live`` is
+    False only at :data:`DEAD`); ``initial`` is :data:`DEAD` iff the language is empty.
+    """
+
+    transitions: np.ndarray
+    accepting: np.ndarray
+    live: np.ndarray
+    initial: int
+
+    @property
+    def num_states(self) -> int:
+        return len(self.accepting)
+
+    def walk(self, state: int, data: bytes) -> int:
+        """The state after reading ``data`` from ``state`` (:data:`DEAD` once it dies)."""
+        table = self.transitions
+        for byte in data:
+            state = int(table[state, byte])
+            if state == DEAD:
+                break
+        return state
+
+
+@dataclass(frozen=True)
+class CompileBudget:
+    """Limits that make a huge or slow constraint an error instead of a hang."""
+
+    max_states: int = 20_000      # DFA states (each costs a 1 KiB table row and lazy masks)
+    max_nfa_states: int = 200_000
+    seconds: float = 10.0
+
+
+def utf8_sequences(low: int, high: int) -> list[tuple[tuple[int, int], ...]]:
+    """The code points ``low..high`` (surrogates excluded) as UTF-8 byte-range sequences.
+
+    Each sequence is a tuple of inclusive ``(first, last)`` byte ranges, one per byte; the
+    byte strings they match are exactly the encodings of those code points (the split of
+    regex-automata's ``Utf8Sequences``). Sequences come out in increasing order.
+    """
+    out: list[tuple[tuple[int, int], ...]] = []
+    stack = [(low, min(high, MAX_CODE_POINT))]
+    while stack:
+        lo, hi = stack.pop()
+        if lo > hi:
+            continue
+        if lo <= 0xDFFF and hi >= 0xD800:  # surrogates have no UTF-8 encoding
+            stack += [(0xE000, hi), (lo, 0xD7FF)]
+            continue
+        split = next((b for b in (0x7F, 0x7FF, 0xFFFF) if lo <= b < hi), None)
+        if split is not None:  # different encoded lengths
+            stack += [(split + 1, hi), (lo, split)]
+            continue
+        for i in (1, 2, 3):  # make every non-leading byte range full (0x80..0xBF)
+            mask = (1 << (6 * i)) - 1
+            if lo & ~mask != hi & ~mask:
+                if lo & mask:
+                    stack += [((lo | mask) + 1, hi), (lo, lo | mask)]
+                    break
+                if hi & mask != mask:
+                    stack += [(hi & ~mask, hi), (lo, (hi & ~mask) - 1)]
+                    break
+        else:
+            out.append(tuple(zip(chr(lo).encode(), chr(hi).encode())))
+    return out
+
+
+class _Nfa:
+    """A Thompson NFA over bytes: ``edges[s]`` holds ``(first, last, target)`` byte ranges,
+    ``eps[s]`` epsilon targets. Fragments are ``(start, end)`` pairs."""
+
+    def __init__(self, budget: CompileBudget, deadline: float) -> None:
+        self.edges: list[list[tuple[int, int, int]]] = []
+        self.eps: list[list[int]] = []
+        self.budget, self.deadline = budget, deadline
+
+    def state(self) -> int:
+        if len(self.edges) >= self.budget.max_nfa_states:
+            raise _too_large(f"more than {self.budget.max_nfa_states} NFA states")
+        if len(self.edges) % 4096 == 0:
+            _check_time(self.deadline)
+        self.edges.append([])
+        self.eps.append([])
+        return len(self.edges) - 1
+
+    def chars(self, ranges) -> tuple[int, int]:
+        """One character whose code point lies in one of the inclusive ``ranges``.
+
+        Continuation states are shared by their remaining byte ranges (``after[...]``), so
+        e.g. all three-byte leads go to one "two continuation bytes left" state and the
+        DFA gets one state per distinct UTF-8 suffix, not one per sequence."""
+        start, end = self.state(), self.state()
+        after: dict[tuple[tuple[int, int], ...], int] = {(): end}
+
+        def node(suffix: tuple[tuple[int, int], ...]) -> int:
+            if suffix not in after:
+                after[suffix] = self.state()
+                self.edges[after[suffix]].append((*suffix[0], node(suffix[1:])))
+            return after[suffix]
+
+        for low, high in ranges:
+            for seq in utf8_sequences(low, high):
+                self.edges[start].append((*seq[0], node(seq[1:])))
+        return start, end
+
+    def literal(self, text: str) -> tuple[int, int]:
+        start = here = self.state()
+        for byte in text.encode():
+            there = self.state()
+            self.edges[here].append((byte, byte, there))
+            here = there
+        return start, here
+
+    def concat(self, parts) -> tuple[int, int]:
+        start = end = self.state()
+        for part_start, part_end in parts:
+            self.eps[end].append(part_start)
+            end = part_end
+        return start, end
+
+    def alternation(self, options) -> tuple[int, int]:
+        start, end = self.state(), self.state()
+        for option_start, option_end in options:
+            self.eps[start].append(option_start)
+            self.eps[option_end].append(end)
+        return start, end
+
+    def repeat(self, make, low: int, high: int | None) -> tuple[int, int]:
+        """``make()`` builds a fresh copy of the repeated fragment each time it is called.
+
+        ``x{0,n}`` is nested as ``(x(x(...)?)?)?``: after k copies only the next copy's start
+        is in the epsilon closure, where a flat ``x?x?...x?`` would put all n - k there and
+        make determinizing quadratic in n."""
+        parts = [make() for _ in range(low)]
+        if high is None:
+            inner = make()
+            self.eps[inner[0]].append(inner[1])  # optional ...
+            self.eps[inner[1]].append(inner[0])  # ... and repeatable
+            parts.append(inner)
+        else:
+            tail = None
+            for _ in range(high - low):
+                inner = make() if tail is None else self.concat([make(), tail])
+                self.eps[inner[0]].append(inner[1])
+                tail = inner
+            if tail is not None:
+                parts.append(tail)
+        return self.concat(parts)
+
+    def regex(self, node, flags) -> tuple[int, int]:
+        """A fragment for an interegular parse tree (``re.ASCII`` semantics)."""
+        if isinstance(node, ip.Pattern):
+            flags = (flags | node.added_flags) & ~node.removed_flags
+            return self.alternation([self.regex(option, flags) for option in node.options])
+        if isinstance(node, ip._Concatenation):
+            return self.concat([self.regex(part, flags) for part in node.parts])
+        if isinstance(node, ip._Repeated):
+            return self.repeat(lambda: self.regex(node.base, flags), node.min, node.max)
+        if isinstance(node, ip._CharGroup):
+            chars = set(node.chars)
+            if flags & ip.REFlags.CASE_INSENSITIVE:  # ASCII-only case folding, as re.ASCII
+                chars |= {c.swapcase() for c in chars if c.isascii() and c.isalpha()}
+            ranges = _ranges(ord(c) for c in chars)
+            return self.chars(_complement(ranges) if node.negated else ranges)
+        if node is ip._DOT:
+            return self.chars(_ALL_CHARS if flags & ip.REFlags.SINGLE_LINE else _NOT_NEWLINE)
+        if node is ip._EMPTY:
+            return self.concat([])
+        raise LmqCompileError(f"unsupported regular expression construct {type(node).__name__}")
+
+
+def _ranges(code_points) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for cp in sorted(code_points):
+        if out and out[-1][1] + 1 == cp:
+            out[-1][1] = cp
+        else:
+            out.append([cp, cp])
+    return [(lo, hi) for lo, hi in out]
+
+
+def _complement(ranges) -> list[tuple[int, int]]:
+    out, next_low = [], 0
+    for lo, hi in ranges:
+        if lo > next_low:
+            out.append((next_low, lo - 1))
+        next_low = hi + 1
+    if next_low <= MAX_CODE_POINT:
+        out.append((next_low, MAX_CODE_POINT))
+    return out
+
+
+def _too_large(detail: str) -> LmqCompileError:
+    return LmqCompileError(f"constraint automaton too large: {detail}",
+                           hint="simplify the constraint or lower its repetition bounds")
+
+
+def _check_time(deadline: float) -> None:
+    if time.perf_counter() > deadline:
+        raise LmqCompileError("constraint automaton too large: compilation exceeded its time "
+                              "budget", hint="simplify the constraint")
+
+
+class _Rows:
+    """A growable ``[n, 256]`` int32 transition table."""
+
+    def __init__(self) -> None:
+        self.table = np.zeros((64, 256), dtype=np.int32)
+
+    def row(self, i: int) -> np.ndarray:
+        if i >= len(self.table):
+            grown = np.zeros((2 * len(self.table), 256), dtype=np.int32)
+            grown[:len(self.table)] = self.table
+            self.table = grown
+        return self.table[i]
+
+
+def _determinize(nfa: _Nfa, start: int, final: int) -> ByteDfa:
+    """Subset construction. A DFA state is the set of NFA states with byte edges reached by
+    epsilon closure (plus ``final`` if reached): states differing only in epsilon-only
+    members behave alike, so leaving those out merges them."""
+    closures: dict[int, frozenset[int]] = {}
+
+    def closure(s: int) -> frozenset[int]:
+        if s not in closures:
+            seen, todo = {s}, [s]
+            while todo:
+                for t in nfa.eps[todo.pop()]:
+                    if t not in seen:
+                        seen.add(t)
+                        todo.append(t)
+            closures[s] = frozenset(t for t in seen if nfa.edges[t] or t == final)
+        return closures[s]
+
+    initial = closure(start)
+    if not initial:
+        return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
+    ids: dict[frozenset[int], int] = {frozenset(): DEAD, initial: 1}
+    sets, rows, budget = [frozenset(), initial], _Rows(), nfa.budget
+    i = 1
+    while i < len(sets):
+        if i % 256 == 0:
+            _check_time(nfa.deadline)
+        edges = [edge for s in sets[i] for edge in nfa.edges[s]]
+        bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
+        targets: list[set[int]] = [set() for _ in bounds]
+        for lo, hi, target in edges:
+            for k in range(bisect.bisect_left(bounds, lo), bisect.bisect_left(bounds, hi + 1)):
+                targets[k].add(target)
+        row = rows.row(i)
+        for k, members in enumerate(targets):
+            if members:
+                key = frozenset().union(*(closure(t) for t in members))
+                if key not in ids:
+                    if len(sets) > budget.max_states:
+                        raise _too_large(f"more than {budget.max_states} DFA states")
+                    ids[key] = len(sets)
+                    sets.append(key)
+                row[bounds[k]:bounds[k + 1]] = ids[key]
+        i += 1
+    accepting = np.array([final in s for s in sets], dtype=bool)
+    return _trimmed(rows.table[:len(sets)], accepting, 1 if initial else DEAD)
+
+
+def _reverse_distances(table: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Fewest bytes from each state to a state in the bool mask ``sources`` (-1: never)."""
+    n = len(table)
+    ordered = np.sort(table, axis=1)  # distinct successors of each state, without a Python loop
+    distinct = np.ones_like(ordered, dtype=bool)
+    distinct[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    src, col = np.nonzero(distinct)
+    dst = ordered[src, col]
+    order = np.argsort(dst, kind="stable")
+    preds, starts = src[order].tolist(), np.searchsorted(dst[order], np.arange(n + 1)).tolist()
+    dist = np.full(n, -1, dtype=np.int32)
+    dist[sources] = 0
+    queue = deque(np.nonzero(sources)[0].tolist())
+    while queue:
+        s = queue.popleft()
+        for p in preds[starts[s]:starts[s + 1]]:
+            if dist[p] < 0:
+                dist[p] = dist[s] + 1
+                queue.append(p)
+    return dist
+
+
+def _trimmed(table: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDfa:
+    """Merge every state that cannot reach acceptance into DEAD and renumber the rest.
+    Callers pass tables whose states are all reachable from ``initial``."""
+    live = _reverse_distances(table, accepting) >= 0
+    live[DEAD] = False
+    keep = np.nonzero(live)[0]
+    renumber = np.zeros(len(table), dtype=np.int32)
+    renumber[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    new_table = np.zeros((len(keep) + 1, 256), dtype=np.int32)
+    new_table[1:] = renumber[table[keep]]
+    new_accepting = np.zeros(len(keep) + 1, dtype=bool)
+    new_accepting[1:] = accepting[keep]
+    new_live = np.ones(len(keep) + 1, dtype=bool)
+    new_live[DEAD] = False
+    for array in (new_table, new_accepting, new_live):
+        array.flags.writeable = False
+    return ByteDfa(new_table, new_accepting, new_live, int(renumber[initial]))
+
+
+_OPS = {"and": (lambda x, y: x and y, lambda x, y: x == DEAD or y == DEAD),
+        "or": (lambda x, y: x or y, lambda x, y: x == DEAD and y == DEAD),
+        "diff": (lambda x, y: x and not y, lambda x, y: x == DEAD)}
+
+
+def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
+             deadline: float) -> ByteDfa:
+    """The product automaton of ``a`` and ``b``, accepting by ``op`` (and, or, diff)."""
+    accept, dead = _OPS[op]
+    width = b.num_states
+    start = (a.initial, b.initial)
+    if dead(*start):
+        return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
+    ids, pairs, rows = {start[0] * width + start[1]: 1}, [(0, 0), start], _Rows()
+    i = 1
+    while i < len(pairs):
+        if i % 256 == 0:
+            _check_time(deadline)
+        x, y = pairs[i]
+        codes = a.transitions[x].astype(np.int64) * width + b.transitions[y]
+        unique, inverse = np.unique(codes, return_inverse=True)
+        targets = []
+        for code in unique.tolist():
+            x2, y2 = divmod(code, width)
+            if dead(x2, y2):
+                targets.append(DEAD)
+                continue
+            if code not in ids:
+                if len(pairs) > budget.max_states:
+                    raise _too_large(f"more than {budget.max_states} DFA states")
+                ids[code] = len(pairs)
+                pairs.append((x2, y2))
+            targets.append(ids[code])
+        rows.row(i)[:] = np.asarray(targets, dtype=np.int32)[inverse]
+        i += 1
+    accepting = np.array([accept(bool(a.accepting[x]), bool(b.accepting[y]))
+                          for x, y in pairs], dtype=bool)
+    accepting[DEAD] = False
+    return _trimmed(rows.table[:len(pairs)], accepting, 1)
+
+
+def _leaf(nfa: _Nfa, tree: rg.Regular) -> tuple[int, int]:
+    def any_string():
+        return nfa.repeat(lambda: nfa.chars(_ALL_CHARS), 0, None)
+
+    match tree:
+        case rg.Regex(pattern):
+            node = interegular.parse_pattern(rg.normalize_regex(pattern))
+            return nfa.regex(node, ip.REFlags(0))
+        case rg.Literal(text):
+            return nfa.literal(text)
+        case rg.OneOf(texts):
+            return nfa.alternation([nfa.literal(t) for t in texts])
+        case rg.Contains(text):
+            return nfa.concat([any_string(), nfa.literal(text), any_string()])
+        case rg.Prefix(text):
+            return nfa.concat([nfa.literal(text), any_string()])
+        case rg.Suffix(text):
+            return nfa.concat([any_string(), nfa.literal(text)])
+        case rg.CharLength(low, high):
+            if low < 0 or (high is not None and high < low):
+                return nfa.chars(())  # an empty range accepts nothing
+            return nfa.repeat(lambda: nfa.chars(_ALL_CHARS), low, high)
+        case rg.Any():
+            return any_string()
+    raise TypeError(f"not a regular constraint: {tree!r}")
+
+
+def _compile(tree: rg.Regular, budget: CompileBudget, deadline: float) -> ByteDfa:
+    match tree:
+        case rg.And(parts) | rg.Or(parts) if parts:
+            op = "and" if isinstance(tree, rg.And) else "or"
+            result = _compile(parts[0], budget, deadline)
+            for part in parts[1:]:
+                result = _product(result, _compile(part, budget, deadline), op, budget, deadline)
+            return result
+        case rg.And(()):
+            return _compile(rg.ANY, budget, deadline)
+        case rg.Or(()):
+            return _compile(rg.OneOf(()), budget, deadline)
+        case rg.Not(part):
+            return _product(_compile(rg.ANY, budget, deadline),
+                            _compile(part, budget, deadline), "diff", budget, deadline)
+    nfa = _Nfa(budget, deadline)
+    start, end = _leaf(nfa, tree)
+    return _determinize(nfa, start, end)
+
+
+_CACHE: OrderedDict[tuple[rg.Regular, CompileBudget], ByteDfa] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX_ENTRIES, _CACHE_MAX_BYTES = 128, 256 << 20
+
+
+def compile_regular(tree: rg.Regular, budget: CompileBudget = CompileBudget()) -> ByteDfa:
+    """The byte-level DFA of ``tree`` (memoised in a small LRU bounded by count and bytes).
+
+    Raises :class:`LmqCompileError` for an invalid regex or when the automaton exceeds
+    ``budget``.
+    """
+    key = (tree, budget)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    dfa = _compile(tree, budget, time.perf_counter() + budget.seconds)
+    with _CACHE_LOCK:
+        _CACHE[key] = dfa
+        while len(_CACHE) > _CACHE_MAX_ENTRIES or (
+                len(_CACHE) > 1 and sum(d.transitions.nbytes for d in _CACHE.values())
+                > _CACHE_MAX_BYTES):
+            _CACHE.popitem(last=False)
+    return dfa
+
+
+def dfa_accepts(dfa: ByteDfa, data: bytes) -> bool:
+    """Whether the DFA accepts the byte string ``data``."""
+    return bool(dfa.accepting[dfa.walk(dfa.initial, data)])
+
+
+def is_empty(dfa: ByteDfa) -> bool:
+    """Whether the DFA accepts nothing at all."""
+    return dfa.initial == DEAD
+
+
+def shortest_completion_len(dfa: ByteDfa) -> np.ndarray:
+    """int32 ``[S]``: fewest bytes from each state to acceptance (-1 at :data:`DEAD`)."""
+    return _reverse_distances(dfa.transitions, dfa.accepting)
