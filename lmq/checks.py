@@ -18,22 +18,28 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
 from lmq import ir
-from lmq.decoders import DecoderSpec, NotConstant, constant_value, decoder_spec
-from lmq.errors import (LmqCompileError, LmqError, LmqSandboxError, LmqSyntaxError, Source,
-                        Span, did_you_mean)
-from lmq.lower import lower_source, program_holes
 from lmq.checks_atoms import check_atom
+from lmq.decoders import DecoderSpec, NotConstant, constant_value, decoder_spec
+from lmq.errors import (
+    LmqCompileError,
+    LmqError,
+    LmqSandboxError,
+    LmqSyntaxError,
+    Source,
+    Span,
+    did_you_mean,
+)
+from lmq.lower import lower_source, program_holes
 from lmq.regular import check_regex
 
 ALLOWED_BUILTINS = frozenset(
-    "len range str int float bool list dict tuple set enumerate zip min max sum sorted "
-    "reversed abs round any all print repr isinstance".split())
+    ["len", "range", "str", "int", "float", "bool", "list", "dict", "tuple", "set", "enumerate", "zip", "min", "max", "sum", "sorted", "reversed", "abs", "round", "any", "all", "print", "repr", "isinstance"])
 FORBIDDEN_BUILTINS = frozenset(dir(builtins)) - ALLOWED_BUILTINS
 FORBIDDEN_ATTRIBUTES = ("format", "format_map")
 STDLIB = "lmq.stdlib."
@@ -147,7 +153,7 @@ class _Checker:
         self.pending: list[tuple[ir.Name, _Scope]] = []  # unknown names inside queries
         self.comprehension: list[set[str]] = []
         self.imports: dict[str, tuple[str, str]] = {}
-        self.statements = {
+        self.statements: dict[type, Callable[[Any, _Scope], None]] = {
             ir.Prompt: self.prompt, ir.Assign: self.assign, ir.AugAssign: self.augassign,
             ir.For: self.for_, ir.While: self.loop, ir.If: self.if_,
             ir.Break: self.jump, ir.Continue: self.jump, ir.QueryDef: self.query,
@@ -249,7 +255,7 @@ class _Checker:
             self.target(target, scope)
 
     def augassign(self, stmt: ir.AugAssign, scope: _Scope) -> None:
-        self.target(stmt.target, scope)
+        self.expr(stmt.target, scope)  # read before it is written
         self.expr(stmt.value, scope)
 
     def target(self, target: ir.Target, scope: _Scope) -> None:

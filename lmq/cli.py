@@ -124,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lmq run ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
     except LmqError as error:
         print(str(error), file=sys.stderr)
         return 2 if isinstance(error, (*USAGE_ERRORS, UsageError)) else 1

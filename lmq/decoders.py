@@ -119,7 +119,7 @@ def decoder_spec(decoder: ir.Decoder | None,
     for parameter, expr, arg_span in named:
         try:
             value = evaluate_const(expr)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the evaluator's contract: any failure
             raise LmqCompileError(f"the argument '{parameter}' of decoder '{name}' must be a "
                                   "constant", expr.span) from None
         problem = _check(parameter, value)

@@ -219,7 +219,7 @@ class Lowering(ExpressionLowering):
                 raise self._syntax_error(
                     "a prompt string has no prefix: prompt strings already interpolate "
                     "{expr}, and holes need escapes to be processed", token)
-            base = self.offset + token.start_pos
+            base = self.offset + (token.start_pos or 0)
             tree = parse_body(self.source, base + start, base + end)
             parts.extend(transform(Lowering(self.source, base + start), tree))
         holes = [part.name for part in parts if isinstance(part, ir.Hole)]
@@ -248,11 +248,11 @@ class Lowering(ExpressionLowering):
                 text.append(value)
                 text_span = span if text_span is None else text_span.join(span)
                 continue
-            if text:
+            if "".join(text):
                 parts.append(ir.Text("".join(text), span=text_span))  # type: ignore[arg-type]
-                text, text_span = [], None
+            text, text_span = [], None
             parts.append(child)
-        if text:
+        if "".join(text):
             parts.append(ir.Text("".join(text), span=text_span))  # type: ignore[arg-type]
         section = None
         for part in parts:

@@ -193,16 +193,16 @@ class ExpressionLowering(Transformer):
 
     # ------------------------------------------------------------ collections
 
-    def tuple(self, meta: Meta, children: list) -> ir.TupleExpr:
+    def tuple_expr(self, meta: Meta, children: list) -> ir.TupleExpr:
         return ir.TupleExpr(tuple(c for c in children if c is not None), span=self._span(meta))
 
-    def list(self, meta: Meta, children: list) -> ir.ListExpr:
+    def list_expr(self, meta: Meta, children: list) -> ir.ListExpr:
         return ir.ListExpr(tuple(c for c in children if c is not None), span=self._span(meta))
 
-    def set(self, meta: Meta, children: list) -> ir.SetExpr:
+    def set_expr(self, meta: Meta, children: list) -> ir.SetExpr:
         return ir.SetExpr(tuple(c for c in children if c is not None), span=self._span(meta))
 
-    def dict(self, meta: Meta, children: list) -> ir.DictExpr:
+    def dict_expr(self, meta: Meta, children: list) -> ir.DictExpr:
         pairs = [c for c in children if c is not None]
         return ir.DictExpr(tuple(k for k, _ in pairs), tuple(v for _, v in pairs),
                            span=self._span(meta))

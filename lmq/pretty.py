@@ -43,7 +43,8 @@ def _comprehension(expr: ir.Comprehension) -> str:
     clauses = "".join(
         f" for {expression(g.target)} in {expression(g.iter)}"
         + "".join(f" if {expression(c)}" for c in g.ifs) for g in expr.generators)
-    opening, closing = {"list": "[]", "set": "{}", "dict": "{}", "gen": "()"}[expr.kind]
+    opening, closing = {"list": ("[", "]"), "set": ("{", "}"), "dict": ("{", "}"),
+                        "gen": ("(", ")")}[expr.kind]
     return f"{opening}{head}{clauses}{closing}"
 
 

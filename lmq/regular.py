@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 
 import interegular
+from interegular import patterns as ip
 
 from lmq.errors import LmqCompileError
 
@@ -93,9 +94,17 @@ class Any(Regular):
 
 ANY = Any()
 
-_GROUPS = {"(?=": "lookahead", "(?!": "lookahead", "(?<=": "lookbehind", "(?<!": "lookbehind",
-           "(?P=": "backreference", "(?(": "conditional group", "(?>": "atomic group"}
-_BRACES = re.compile(r"\{\d*(?:,\d*)?\}")
+# One lexical unit of a pattern: \u/\U/\N{} escapes (named groups), three-digit octal and
+# other escapes, a class opening (with a literal "]" right after it), a "(?" group opening,
+# a {m,n} quantifier, or one character.
+_TOKEN = re.compile(r"""\\u(?P<u>[0-9a-fA-F]{4}) | \\U(?P<U>[0-9a-fA-F]{8}) | \\N\{(?P<N>[^}]*)\}
+    | \\[0-7]{3} | \\. | \[\^?\]? | \(\?(?:[=!>(]|<[=!]|P=)? | \{\d*(?:,\d*)?\} | .""", re.DOTALL | re.VERBOSE)
+_UNSUPPORTED = {
+    "(?=": "lookahead", "(?!": "lookahead", "(?<=": "lookbehind", "(?<!": "lookbehind",
+    "(?P=": "backreference", "(?(": "conditional group", "(?>": "atomic group",
+    "[]": "']' first in a character class (write '\\]')", "[^]": "']' first in a character class",
+    **{f"\\{c}": f"anchor \\{c}" for c in "bBAZ"}, **{f"\\{d}": "backreference" for d in "123456789"},
+}
 
 
 def _error(message: str, offset: int) -> LmqCompileError:
@@ -111,66 +120,43 @@ def _literal(char: str) -> str:
 
 def normalize_regex(pattern: str) -> str:
     """``pattern`` in the dialect interegular parses, or :class:`LmqCompileError` (with
-    ``offset``) if it is invalid or uses a feature a finite automaton cannot express."""
+    ``offset``) if it is invalid or uses a feature a finite automaton cannot express.
+
+    interegular would misread some of these silently (``[]a]``, possessive ``a*+``), so
+    they are found here, with their offsets, before it parses the result."""
     try:
         re.compile(pattern, REGEX_FLAGS)
     except re.error as e:
         raise _error(f"invalid regular expression: {e.msg}", e.pos or 0) from None
     except (ValueError, OverflowError, RecursionError) as e:
         raise _error(f"invalid regular expression: {e}", 0) from None
-    out, i, n, in_class, after_quantifier = [], 0, len(pattern), False, False
-    while i < n:
-        c, unsupported, quantifier = pattern[i], None, False
-        if c == "\\":
-            e = pattern[i + 1]  # re.compile rejects a trailing backslash
-            if e in "uUN":  # interegular lacks \u, \U and \N{...}: spell the character out
-                end = pattern.index("}", i) + 1 if e == "N" else i + (6 if e == "u" else 10)
-                char = (unicodedata.lookup(pattern[i + 3:end - 1]) if e == "N"
-                        else chr(int(pattern[i + 2:end], 16)))
-                out.append(_literal(char))
-                i = end
-                continue
-            if not in_class and e in "bBAZ":
-                unsupported = f"anchor \\{e}"
-            elif not in_class and e in "123456789":
-                unsupported = "backreference"
-            else:
-                out.append(pattern[i:i + 2])
-                i += 2
-                continue
-        elif in_class:
-            in_class = c != "]"
-        elif c == "[":
-            start = i + 2 if pattern.startswith("^", i + 1) else i + 1
-            if pattern.startswith("]", start):
-                unsupported = "']' first in a character class (write '\\]')"
-            else:
-                out.append(pattern[i:start])
-                i, in_class = start, True
-                continue
-        elif c == "(":
-            unsupported = next((v for k, v in _GROUPS.items() if pattern.startswith(k, i)), None)
-        elif c == "+" and after_quantifier:
-            unsupported = "possessive quantifier"
-        elif c in "*+?":
-            quantifier = pattern[i - 1:i] != "("
-        elif c == "{" and (braces := _BRACES.match(pattern, i)):
-            out.append(braces.group())
-            i, after_quantifier = braces.end(), True
-            continue
-        elif c in "^$":
-            if (c == "^" and i == 0) or (c == "$" and i == n - 1):
-                i += 1  # a no-op under full matching
-                continue
-            unsupported = f"anchor '{c}' (the whole value always has to match)"
-        if unsupported:
-            raise _error(f"unsupported regular expression feature: {unsupported}", i)
-        out.append(c)
-        i, after_quantifier = i + 1, quantifier
+    out, in_class, after_quantifier = [], False, False
+    for match in _TOKEN.finditer(pattern):
+        token, at = match.group(), match.start()
+        if match.lastgroup:  # interegular lacks \u, \U and \N{...}: spell the character out
+            name = match["N"]
+            out.append(_literal(unicodedata.lookup(name) if name is not None
+                                else chr(int(match[match.lastgroup], 16))))
+        elif in_class:  # only escapes and the closing "]" matter here
+            in_class = not token.endswith("]") or token.startswith("\\")
+            out.append(token)
+        elif token in "^$" and at == (0 if token == "^" else len(pattern) - 1):
+            continue  # a no-op under full matching
+        else:
+            problem = _UNSUPPORTED.get(token)
+            if token in "^$":
+                problem = f"anchor '{token}' (the whole value always has to match)"
+            elif token == "+" and after_quantifier:
+                problem = "possessive quantifier"
+            if problem:
+                raise _error(f"unsupported regular expression feature: {problem}", at)
+            in_class = token.startswith("[")
+            out.append(token)
+        after_quantifier = token in ("*", "+", "?") or token[:1] == "{" and len(token) > 1
     result = "".join(out)
     try:
         interegular.parse_pattern(result)
-    except Exception as e:  # interegular.Unsupported, InvalidSyntax, NoMatch
+    except (ip.Unsupported, ip.InvalidSyntax, ValueError) as e:  # ValueError: NoMatch
         raise _error(f"unsupported regular expression: {e}", getattr(e, "index", 0)) from None
     return result
 

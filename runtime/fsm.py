@@ -74,6 +74,9 @@ class CompileBudget:
     seconds: float = 10.0
 
 
+DEFAULT_BUDGET = CompileBudget()
+
+
 def utf8_sequences(low: int, high: int) -> list[tuple[tuple[int, int], ...]]:
     """The code points ``low..high`` (surrogates excluded) as UTF-8 byte-range sequences.
 
@@ -439,7 +442,7 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_MAX_ENTRIES, _CACHE_MAX_BYTES = 128, 256 << 20
 
 
-def compile_regular(tree: rg.Regular, budget: CompileBudget = CompileBudget()) -> ByteDfa:
+def compile_regular(tree: rg.Regular, budget: CompileBudget = DEFAULT_BUDGET) -> ByteDfa:
     """The byte-level DFA of ``tree`` (memoised in a small LRU bounded by count and bytes).
 
     Raises :class:`LmqCompileError` for an invalid regex or when the automaton exceeds

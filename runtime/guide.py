@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from lmq import regular as rg
-from lmq.runtime.fsm import DEAD, ByteDfa, CompileBudget, compile_regular
+from lmq.runtime.fsm import DEAD, DEFAULT_BUDGET, ByteDfa, CompileBudget, compile_regular
 from lmq.runtime.tokens import TokenIndex
 
 
@@ -92,7 +92,8 @@ class DfaGuide:
 
     @classmethod
     def from_regular(cls, tree: rg.Regular, index: TokenIndex,
-                     budget: CompileBudget = CompileBudget()) -> DfaGuide:
+                     budget: CompileBudget = DEFAULT_BUDGET) -> DfaGuide:
+        """Compile ``tree`` (memoised, see :func:`compile_regular`) and wrap it."""
         return cls(compile_regular(tree, budget), index)
 
     # -- the protocol -------------------------------------------------------------------
@@ -115,7 +116,7 @@ class DfaGuide:
 
     def advance(self, state: int, token_id: int) -> int:
         ids, next_states = self._entry(state)
-        i = int(np.searchsorted(ids, token_id))
+        i = int(ids.searchsorted(np.int32(token_id)))  # a Python int would upcast ids
         if i == len(ids) or ids[i] != token_id:
             raise ValueError(f"token {token_id} is not allowed in state {state}")
         return int(next_states[i])
@@ -142,45 +143,69 @@ class DfaGuide:
     def _explore(self, state: int) -> tuple[np.ndarray, np.ndarray]:
         """Allowed ids (sorted) and their next states, by the column walk.
 
-        ``pos`` are positions into ``index.order`` (ascending), ``states`` the DFA state
-        each candidate reached after ``p`` bytes. Candidates longer than ``p`` are exactly
-        ``pos < len(columns[p])``, so one ``searchsorted`` splits off the finished ones.
+        ``states[j]`` is the DFA state the j-th candidate reached after ``p`` bytes. The
+        candidates longer than ``p`` bytes are the first ``len(columns[p])`` positions of
+        ``index.order``, so the finished ones split off the end of the arrays. While most
+        candidates live, ``states`` covers every position (dead ones stay DEAD, as DEAD's row
+        is all DEAD) and each step is one slice-aligned gather; once half are dead, ``pos``
+        lists the survivors' positions and the arrays are compacted.
         """
-        index, row = self.index, self.dfa.transitions[state]
+        index, row, flat = self.index, self.dfa.transitions[state], self._flat
+        if not index.columns:
+            return self._pack([], [])
         first_bytes = np.nonzero(row)[0]  # DEAD == 0
         positions, starts = index.first_byte_positions, index.first_byte_starts
+        pos: np.ndarray | None = None
         if self._bucket_sizes[first_bytes].sum() * 4 < len(index.order):
             # Sparse first step (digits, a literal): only the buckets of allowed first bytes.
             pos = np.sort(np.concatenate(
                 [positions[starts[b]:starts[b + 1]] for b in first_bytes.tolist()]
                 or [np.zeros(0, np.int32)]))
-            states = row[index.columns[0][pos]] if len(pos) else np.zeros(0, np.int32)
+            states = row[index.columns[0][pos]]
         else:
-            states = row[index.columns[0]] if index.columns else np.zeros(0, np.int32)
-            pos = np.nonzero(states)[0]
-            states = states[pos]
-        done_pos, done_states = [], []
+            states = row[index.columns[0]]
+        done_pos: list[np.ndarray] = []
+        done_states: list[np.ndarray] = []
         p = 1
-        while len(pos):
-            cut = int(np.searchsorted(pos, self._column_sizes[p]))
-            if cut < len(pos):  # these tokens are exactly p bytes long and still alive
-                done_pos.append(pos[cut:])
+        while len(states):
+            size = self._column_sizes[p]
+            cut = size if pos is None else int(np.searchsorted(pos, size))
+            if cut < len(states):  # exactly p bytes long: finished
+                done_pos.append(np.arange(cut, len(states)) if pos is None else pos[cut:])
                 done_states.append(states[cut:])
-                pos, states = pos[:cut], states[:cut]
+                states = states[:cut]
+                pos = None if pos is None else pos[:cut]
             if not cut:
                 break
-            states = self._flat[states * 256 + index.columns[p][pos]]
-            alive = np.nonzero(states)[0]
-            if len(alive) < len(states):
-                pos, states = pos[alive], states[alive]
+            if pos is None:
+                states = flat[states * 256 + index.columns[p]]
+                if np.count_nonzero(states) * 2 < len(states):
+                    pos = np.nonzero(states)[0]
+                    states = states[pos]
+            else:
+                states = flat[states * 256 + index.columns[p][pos]]
+                alive = np.nonzero(states)[0]
+                if len(alive) < len(states):
+                    pos, states = pos[alive], states[alive]
             p += 1
+        return self._pack(done_pos, done_states)
+
+    def _pack(self, done_pos: list[np.ndarray], done_states: list[np.ndarray]):
+        """Sorted allowed ids and aligned next states from the walk's finished candidates."""
         if not done_pos:
             return _frozen(np.zeros(0, np.int32)), _frozen(np.zeros(0, self._next_dtype))
-        ids = index.order[np.concatenate(done_pos)]
-        next_states = np.concatenate(done_states)
-        by_id = np.argsort(ids, kind="stable")
-        return (_frozen(ids[by_id].astype(np.int32)),
-                _frozen(next_states[by_id].astype(self._next_dtype)))
+        states = np.concatenate(done_states)
+        alive = np.nonzero(states)[0]
+        ids, states = self.index.order[np.concatenate(done_pos)[alive]], states[alive]
+        if len(ids) * 16 > self.index.vocab_size:  # many: a scatter beats sorting
+            scattered = np.zeros(self.index.vocab_size, dtype=self._next_dtype)
+            scattered[ids] = states
+            ids = np.sort(ids) if len(ids) < 4096 else np.flatnonzero(scattered).astype(np.int32)
+            states = scattered[ids]
+        else:
+            by_id = np.argsort(ids, kind="stable")
+            ids, states = ids[by_id], states[by_id]
+        return _frozen(ids.astype(np.int32)), _frozen(states.astype(self._next_dtype))
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +98,12 @@ def smollm2_gguf() -> Path:
 
 
 def smollm2_folder() -> Path:
-    """The converted SmolLM2 safetensors folder, converting it first if needed."""
-    return _ensure_converted(smollm2_gguf(), cache_dir() / "models" / "smollm2", "SmolLM2-135M")
+    """The converted SmolLM2 safetensors folder, converting it first if needed (a complete
+    folder is used even if the package was uninstalled since)."""
+    folder = cache_dir() / "models" / "smollm2"
+    if _is_complete(folder):
+        return folder
+    return _ensure_converted(smollm2_gguf(), folder, "SmolLM2-135M")
 
 
 def _gguf_cache_folder(path: Path) -> Path:
@@ -218,15 +222,19 @@ def _load_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
     return model.to(device).eval(), tokenizer
 
 
-def _load_cached(gguf: Path, folder: Path, label: str, device: str, dtype: str) -> tuple[Any, Any]:
-    """Load the converted folder; a folder that fails to load is rebuilt once."""
-    _ensure_converted(gguf, folder, label)
+def _load_cached(gguf: Callable[[], Path], folder: Path, label: str, device: str,
+                 dtype: str) -> tuple[Any, Any]:
+    """Load the converted folder (``gguf`` locates the source only when a conversion is due);
+    a folder that fails to load is rebuilt once."""
+    if not _is_complete(folder):
+        _ensure_converted(gguf(), folder, label)
     try:
         return _load_folder(folder, device, dtype)
     except Exception:
+        source = gguf()
         with _file_lock(folder.parent / f".{folder.name}.lock"):
             shutil.rmtree(folder, ignore_errors=True)
-            _convert_gguf(gguf, folder, label)
+            _convert_gguf(source, folder, label)
         return _load_folder(folder, device, dtype)
 
 
@@ -263,7 +271,7 @@ def load_model(spec: str, device: str | None = None,
     dtype = _resolve_dtype(dtype, device)
     _torch_dtype(dtype)
     if spec == "smollm2":
-        return _load_cached(smollm2_gguf(), cache_dir() / "models" / "smollm2", "SmolLM2-135M",
+        return _load_cached(smollm2_gguf, cache_dir() / "models" / "smollm2", "SmolLM2-135M",
                             device, dtype)
     if spec == "tiny-random":
         from transformers import AutoTokenizer
@@ -280,7 +288,7 @@ def load_model(spec: str, device: str | None = None,
         path = Path(spec[5:]).expanduser()
         if not path.is_file():
             raise LmqModelError(f"GGUF file '{path}' not found")
-        return _load_cached(path, _gguf_cache_folder(path), path.name, device, dtype)
+        return _load_cached(lambda: path, _gguf_cache_folder(path), path.name, device, dtype)
     names = [info.name for info in known_models()]
     raise LmqModelError(f"unknown model '{spec}'",
                         hint=did_you_mean(spec, names)

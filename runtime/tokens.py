@@ -15,12 +15,12 @@ logits may be wider than the vocabulary), get ``b""`` and are marked special.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -108,6 +108,17 @@ class TokenIndex:
       first byte (``positions[starts[b]:starts[b + 1]]``, ascending), for sparse walks.
       ``fingerprint``: hash of the vocabulary, decoding mode and ``vocab_size``.
     """
+
+    # Derived arrays (see _derive), set from a dict so the disk cache can store them as is.
+    lengths: np.ndarray
+    char_lengths: np.ndarray
+    partial_utf8: np.ndarray
+    order: np.ndarray
+    sorted_lengths: np.ndarray
+    column_data: np.ndarray
+    column_starts: np.ndarray
+    first_byte_positions: np.ndarray
+    first_byte_starts: np.ndarray
 
     def __init__(self, vocab_size: int, flat: np.ndarray, offsets: np.ndarray,
                  special: np.ndarray, eos_ids: Iterable[int], fingerprint: str,
@@ -236,7 +247,8 @@ class TokenIndex:
             fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as f:
-                    np.savez(f, meta=meta, **arrays)
+                    payload: dict[str, Any] = {"meta": meta, **arrays}
+                    np.savez(f, **payload)
                 os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from other users
                 os.replace(tmp, directory / f"{self.fingerprint}.npz")  # atomic on POSIX
             except BaseException:
@@ -260,7 +272,7 @@ class TokenIndex:
             core = {name: arrays.pop(name) for name in ("flat", "offsets", "special")}
             return cls(vocab_size, core["flat"], core["offsets"], core["special"], eos_ids,
                        fingerprint, tokenizer, derived=arrays)
-        except Exception:  # truncated, corrupt or foreign file: rebuild (and overwrite) it
+        except Exception:  # noqa: BLE001  # truncated, corrupt or foreign: rebuild, overwrite
             return None
 
     # -- helpers ------------------------------------------------------------------------

@@ -28,9 +28,9 @@ def render(path: Path) -> str:
         return f"{type(error).__name__}: {error}\n"
     decoder = checked.decoder
     head = [
-        f"decoder: {decoder.name} n={decoder.n} temperature={decoder.temperature} "
+        (f"decoder: {decoder.name} n={decoder.n} temperature={decoder.temperature} "
         f"top_k={decoder.top_k} top_p={decoder.top_p} seed={decoder.seed} "
-        f"max_len={decoder.max_len} max_tokens={decoder.max_tokens}",
+        f"max_len={decoder.max_len} max_tokens={decoder.max_tokens}"),
         f"params: {', '.join(checked.params)}",
         f"tools: {', '.join(checked.tools)}",
         f"holes: {', '.join(checked.holes)}",

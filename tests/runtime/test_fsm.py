@@ -29,7 +29,8 @@ def _atoms():
     literal = st.sampled_from(["a", "b", "é", "中", "😀", " ", "1", r"\.", r"\n", r"\-", "_"])
     classes = st.sampled_from([
         "[ab]", "[^a]", "[a-c]", "[é-ë]", "[^\\n]", ".", r"\d", r"\w", r"\s", r"\D", r"\W",
-        r"\S", "[中😀]", "[^中é]", r"[\d_]", r"[^\s]", r"\u00e9", r"[a\-]"])
+        r"\S", "[中😀]", "[^中é]", r"[\d_]", r"[^\s]", r"\u00e9", r"[a\-]", "[[]", r"\101",
+        "(?i:a)", "(?i:[^b])", "(?s:.)", "", r"[\u00e9-\u00eb]", r"[\]a]", "x}"])
     return literal | classes
 
 
