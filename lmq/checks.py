@@ -340,7 +340,7 @@ class _Checker:
             return
         self.free[name] = self.free.get(name, True) and called
 
-    def expr(self, node: ir.Node, scope: _Scope) -> None:
+    def expr(self, node: Any, scope: _Scope) -> None:
         if isinstance(node, ir.Name):
             self.name(node, scope)
         elif isinstance(node, ir.Call):
@@ -349,8 +349,8 @@ class _Checker:
                 self.query_call(node.func, node.args, node.keywords, scope)
             else:
                 self.expr(node.func, scope)
-            for child in node.args + tuple(k.value for k in node.keywords):
-                self.expr(child, scope)
+            for argument in node.args + tuple(k.value for k in node.keywords):
+                self.expr(argument, scope)
         elif isinstance(node, ir.Attribute):
             if node.attr.startswith("_"):
                 raise self.error(f"'{node.attr}' is not available in lmq programs (sandbox)",

@@ -105,7 +105,8 @@ class ExpressionLowering(Transformer):
         if isinstance(item, ir.Node):
             return item.span
         if isinstance(item, Token):
-            return self.source.span(self.offset + item.start_pos, self.offset + item.end_pos)
+            start = self.offset + (item.start_pos or 0)
+            return self.source.span(start, self.offset + (item.end_pos or 0))
         if item is None or item.empty:
             return self.source.span(self.offset, self.offset)
         return self.source.span(self.offset + item.start_pos, self.offset + item.end_pos)
@@ -146,7 +147,7 @@ class ExpressionLowering(Transformer):
         for token in tokens:
             prefix, _, start, end = literal_parts(str(token))
             if "f" in prefix:
-                body = self.offset + token.start_pos
+                body = self.offset + (token.start_pos or 0)
                 parts.extend(self._fstring_parts(body + start, body + end, raw="r" in prefix))
             else:
                 parts.append(decode_literal(token[start:end], raw="r" in prefix)[0])

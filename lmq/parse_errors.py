@@ -167,10 +167,10 @@ def program_error(error: Exception, source: Source, text: str, brackets: list[To
     unterminated = _unterminated_string(error, token, text, position, parser)
     if unterminated is not None:
         return syntax_error(unterminated[0], source, position, unterminated[1])
+    opened = (brackets[-1].start_pos or 0) if brackets else 0
     if brackets and (token is None or token.type == "$END" or
-                     source.position(position)[0] > source.position(brackets[-1].start_pos)[0]):
-        return syntax_error(f"'{brackets[-1].value}' was never closed", source,
-                            brackets[-1].start_pos)
+                     source.position(position)[0] > source.position(opened)[0]):
+        return syntax_error(f"'{brackets[-1].value}' was never closed", source, opened)
     named = _unknown_decoder(source, text, error) or (
         _named_token_error(source, text, error, position, parser) if token is not None
         else None)
@@ -297,15 +297,16 @@ def body_error(error: Exception, source: Source, base: int, text: str, brackets:
     position, token = _position(error, text)
     character = text[position:position + 1]
     opening = brackets[-1] if brackets else None
+    opened = (opening.start_pos or 0) if opening is not None else 0
     here = base + position
 
     if isinstance(error, UnexpectedEOF) or token is not None and token.type == "$END":
         if opening is not None and opening.value == "[":
-            return syntax_error("unclosed hole '['", source, base + opening.start_pos, 1,
+            return syntax_error("unclosed hole '['", source, base + opened, 1,
                                 "write '[[' for a literal '['")
         if opening is not None:
             return syntax_error(f"unclosed '{opening.value}' in {what}", source,
-                                base + opening.start_pos, 1,
+                                base + opened, 1,
                                 "write '{{' for a literal '{'" if opening.value == "{" else None)
     if character == "!" and opening is not None and opening.value == "{":
         return syntax_error("conversions such as '!r' are not available in interpolations; "
@@ -316,15 +317,15 @@ def body_error(error: Exception, source: Source, base: int, text: str, brackets:
     length = describe(text, position)[1]
     if opening is not None and opening.value == "[":
         if character == "]" and text[:position].rstrip().endswith("["):
-            return syntax_error("empty hole '[]'", source, base + opening.start_pos,
-                                position - opening.start_pos + 1, "write '[[' for a literal '['")
+            return syntax_error("empty hole '[]'", source, base + opened,
+                                position - opened + 1, "write '[[' for a literal '['")
         return syntax_error("invalid hole: expected [NAME], [NAME: TYPE], [NAME: r'REGEX'], "
                             "[NAME: QUERY(...)] or [@DECORATOR NAME]", source, here, length,
                             "write '[[' for a literal '['")
     if opening is not None and opening.value == "{":
         if character == "}" and text[:position].rstrip().endswith("{"):
-            return syntax_error("empty interpolation '{}'", source, base + opening.start_pos,
-                                position - opening.start_pos + 1, "write '{{' for a literal '{'")
+            return syntax_error("empty interpolation '{}'", source, base + opened,
+                                position - opened + 1, "write '{{' for a literal '{'")
         return syntax_error(f"invalid interpolation in {what}: expected {{EXPR}} or "
                             "{EXPR:SPEC}", source, here, length, "write '{{' for a literal '{'")
     return syntax_error(f"unexpected {describe(text, position)[0]} in {what}", source, here,

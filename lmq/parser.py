@@ -63,7 +63,7 @@ class Indenter(lark.lark.PostLex):
                 continue
             line_start = token.start_pos + token.value.rfind("\n") + 1
             indent_text = token.value[token.value.rfind("\n") + 1:]
-            first = token.end_pos
+            first = token.end_pos or last_end
             yield _moved(token, last_end, last_end)
             if "\n" not in token.value:
                 continue

@@ -332,5 +332,6 @@ def known_models() -> list[ModelInfo]:
         ModelInfo("smollm2", "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
                   source, gguf is not None, cached, str(folder)),
         ModelInfo("tiny-random", "2-layer Llama, seeded random weights, SmolLM2 tokenizer",
-                  "built in code; tokenizer from smollm2", gguf is not None, cached, None),
+                  "built in code; tokenizer from smollm2", gguf is not None or cached, cached,
+                  None),
     ]

@@ -21,16 +21,17 @@ PROMPTS = [
     "def fibonacci(n):",
 ]
 ATOL = 1e-4
+DEVICE = os.environ.get("LMQ_TEST_DEVICE", "cpu")  # e.g. cuda, for a check on a GPU machine
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return load_model("tiny-random", device="cpu")
+    return load_model("tiny-random", device=DEVICE)
 
 
 @pytest.fixture(scope="session")
 def smollm2_model():
-    return load_model("smollm2", device="cpu")
+    return load_model("smollm2", device=DEVICE)
 
 
 @pytest.fixture
@@ -232,7 +233,8 @@ def test_compaction_and_growth_keep_results(tiny_model):
 
 def manual_scores(backend, context, continuation):
     with torch.inference_mode():
-        logits = backend.model(torch.tensor([context + continuation])).logits[0].float()
+        ids = torch.tensor([context + continuation], device=backend.device)
+        logits = backend.model(ids).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1)
     return [float(logprobs[len(context) - 1 + j, token]) for j, token in enumerate(continuation)]
 
