@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -36,6 +36,7 @@ from lmq.errors import (
     did_you_mean,
 )
 from lmq.lower import lower_source, program_holes
+from lmq.names import bound_names, children, query_defs
 from lmq.regular import check_regex
 
 ALLOWED_BUILTINS = frozenset(
@@ -81,61 +82,6 @@ def check(program: ir.Program) -> CheckedProgram:
     return _Checker(program).run()
 
 
-def children(node: Any) -> Iterator[ir.Node]:
-    """The IR nodes directly inside ``node`` (in field order)."""
-    for f in fields(node):
-        value = getattr(node, f.name)
-        if isinstance(value, ir.Node):
-            yield value
-        elif isinstance(value, tuple):
-            for item in value:
-                if isinstance(item, ir.Node):
-                    yield item
-                elif isinstance(item, tuple):
-                    yield from (i for i in item if isinstance(i, ir.Node))
-
-
-def _bound_names(stmts: tuple[ir.Stmt, ...]) -> set[str]:
-    """Names a block binds (not looking inside query definitions). An augmented
-    assignment reads its target first, so it does not bind it."""
-    names: set[str] = set()
-
-    def targets(target: Any) -> None:
-        if isinstance(target, ir.Name):
-            names.add(target.id)
-        elif isinstance(target, ir.TupleExpr):
-            for item in target.elts:
-                targets(item)
-
-    for stmt in stmts:
-        if isinstance(stmt, ir.Assign):
-            for target in stmt.targets:
-                targets(target)
-        elif isinstance(stmt, ir.For):
-            targets(stmt.target)
-        elif isinstance(stmt, ir.Prompt):
-            names.update(p.name for p in stmt.parts if isinstance(p, ir.Hole))
-        elif isinstance(stmt, ir.Import):
-            names.update(alias for _, alias in stmt.names)
-        elif isinstance(stmt, ir.QueryDef):
-            names.add(stmt.name)
-        if isinstance(stmt, (ir.If, ir.For, ir.While)):
-            names |= _bound_names(stmt.body)
-        if isinstance(stmt, ir.If):
-            names |= _bound_names(stmt.orelse)
-    return names
-
-
-def _queries(stmts: tuple[ir.Stmt, ...]) -> Iterator[ir.QueryDef]:
-    for stmt in stmts:
-        if isinstance(stmt, ir.QueryDef):
-            yield stmt
-        elif isinstance(stmt, (ir.If, ir.For, ir.While)):
-            yield from _queries(stmt.body)
-            if isinstance(stmt, ir.If):
-                yield from _queries(stmt.orelse)
-
-
 @dataclass
 class _Scope:
     name: str | None  # the query's name; None for the program
@@ -148,7 +94,7 @@ class _Checker:
     def __init__(self, program: ir.Program) -> None:
         self.program = program
         self.source = program.source
-        self.top = _Scope(None, _bound_names(program.body), {})
+        self.top = _Scope(None, bound_names(program.body), {})
         self.free: dict[str, bool] = {}  # name -> only ever called (insertion = first use)
         self.pending: list[tuple[ir.Name, _Scope]] = []  # unknown names inside queries
         self.comprehension: list[set[str]] = []
@@ -169,7 +115,7 @@ class _Checker:
     def run(self) -> CheckedProgram:
         program = self.program
         decoder = decoder_spec(program.decoder)
-        for query in _queries(program.body):
+        for query in query_defs(program.body):
             if query.name in self.top.queries:
                 raise self.error(f"query '{query.name}' is defined twice", query)
             self.top.queries[query.name] = query
@@ -235,12 +181,12 @@ class _Checker:
         query = hole.query
         if query is not None:
             function = query.func if isinstance(query, ir.Call) else query
-            if isinstance(function, ir.Name) and function.id not in self.visible_queries(scope):
+            if isinstance(function, ir.Name) and function.id not in self.visiblequery_defs(scope):
                 name = function.id
                 if name in ALLOWED_BUILTINS or name in FORBIDDEN_BUILTINS:
                     raise self.error(f"'{name}' is not a hole type or a query", function,
                                      "the hole types are int, float and bool")
-                hint = did_you_mean(name, self.visible_queries(scope))
+                hint = did_you_mean(name, self.visiblequery_defs(scope))
                 if hint is not None and not self.resolves(name, scope):
                     raise self.error(f"unknown query '{name}'", function, hint)
             if isinstance(query, ir.Name):
@@ -293,8 +239,8 @@ class _Checker:
         self.private(stmt.name, stmt)
         for param in stmt.params:
             self.private(param, stmt)
-        inner = _Scope(stmt.name, set(stmt.params) | _bound_names(stmt.body),
-                       {q.name: q for q in _queries(stmt.body)})
+        inner = _Scope(stmt.name, set(stmt.params) | bound_names(stmt.body),
+                       {q.name: q for q in query_defs(stmt.body)})
         self.block(stmt.body, inner)
 
     def import_(self, stmt: ir.Import, scope: _Scope) -> None:
@@ -320,7 +266,7 @@ class _Checker:
             raise self.error(f"'{name}' is not available in lmq programs (sandbox)", where,
                              sandbox=True)
 
-    def visible_queries(self, scope: _Scope) -> dict[str, ir.QueryDef]:
+    def visiblequery_defs(self, scope: _Scope) -> dict[str, ir.QueryDef]:
         return {**self.top.queries, **scope.queries}
 
     def resolves(self, name: str, scope: _Scope) -> bool:
@@ -373,7 +319,7 @@ class _Checker:
         for index, generator in enumerate(node.generators):
             if index:
                 self.expr(generator.iter, scope)
-            local |= _bound_names((ir.Assign((generator.target,), ir.Const(None)),))
+            local |= bound_names((ir.Assign((generator.target,), ir.Const(None)),))
             self.target(generator.target, scope)
             for condition in generator.ifs:
                 self.expr(condition, scope)
@@ -385,8 +331,8 @@ class _Checker:
     def query_call(self, function: ir.Name, args: tuple, keywords: tuple,
                    scope: _Scope) -> None:
         """Arguments of a call of a query the program defines."""
-        query = self.visible_queries(scope).get(function.id)
-        if query is None or function.id in scope.bound - set(self.visible_queries(scope)):
+        query = self.visiblequery_defs(scope).get(function.id)
+        if query is None or function.id in scope.bound - set(self.visiblequery_defs(scope)):
             return
         params = query.params
         given = list(params[:len(args)])

@@ -88,11 +88,11 @@ class Not(Regular):
 
 
 @dataclass(frozen=True)
-class Any(Regular):
+class AnyString(Regular):
     """Every string."""
 
 
-ANY = Any()
+ANY = AnyString()
 
 # One lexical unit of a pattern: \u/\U/\N{} escapes (named groups), three-digit octal and
 # other escapes, a class opening (with a literal "]" right after it), a "(?" group opening,

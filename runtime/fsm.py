@@ -14,7 +14,7 @@ on DFAs, ``Not`` relative to valid UTF-8. interegular's own ``to_fsm`` is not us
 crawl looks states up in a list (quadratic; ``(a|b)*a(a|b){12}`` takes 5 s there) and
 cannot be stopped, while a constraint must compile within a budget or fail cleanly.
 Determinizing a byte NFA also shares the UTF-8 continuation states of a character class
-(``[^\\n]{0,64}``: 577 states), which a char-level DFA expanded per transition would not.
+(``[^\\n]{0,64}``: 514 states), which a char-level DFA expanded per transition would not.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from itertools import islice
 
 import interegular
 import numpy as np
@@ -71,7 +72,7 @@ class CompileBudget:
 
     max_states: int = 20_000      # DFA states (each costs a 1 KiB table row and lazy masks)
     max_nfa_states: int = 200_000
-    seconds: float = 10.0
+    seconds: float = 5.0  # vLLM's default compile timeout
 
 
 DEFAULT_BUDGET = CompileBudget()
@@ -247,20 +248,6 @@ def _check_time(deadline: float) -> None:
                               "budget", hint="simplify the constraint")
 
 
-class _Rows:
-    """A growable ``[n, 256]`` int32 transition table."""
-
-    def __init__(self) -> None:
-        self.table = np.zeros((64, 256), dtype=np.int32)
-
-    def row(self, i: int) -> np.ndarray:
-        if i >= len(self.table):
-            grown = np.zeros((2 * len(self.table), 256), dtype=np.int32)
-            grown[:len(self.table)] = self.table
-            self.table = grown
-        return self.table[i]
-
-
 def _determinize(nfa: _Nfa, start: int, final: int) -> ByteDfa:
     """Subset construction. A DFA state is the set of NFA states with byte edges reached by
     epsilon closure (plus ``final`` if reached): states differing only in epsilon-only
@@ -282,30 +269,28 @@ def _determinize(nfa: _Nfa, start: int, final: int) -> ByteDfa:
     if not initial:
         return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
     ids: dict[frozenset[int], int] = {frozenset(): DEAD, initial: 1}
-    sets, rows, budget = [frozenset(), initial], _Rows(), nfa.budget
-    i = 1
-    while i < len(sets):
+    sets, rows, budget = [frozenset(), initial], [np.zeros(256, np.int32)], nfa.budget
+    for i, members in enumerate(islice(sets, 1, None), start=1):  # grows as we walk
         if i % 256 == 0:
             _check_time(nfa.deadline)
-        edges = [edge for s in sets[i] for edge in nfa.edges[s]]
+        edges = [edge for s in members for edge in nfa.edges[s]]
         bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         targets: list[set[int]] = [set() for _ in bounds]
         for lo, hi, target in edges:
             for k in range(bisect.bisect_left(bounds, lo), bisect.bisect_left(bounds, hi + 1)):
                 targets[k].add(target)
-        row = rows.row(i)
-        for k, members in enumerate(targets):
-            if members:
-                key = frozenset().union(*(closure(t) for t in members))
+        rows.append(row := np.zeros(256, np.int32))
+        for k, reached in enumerate(targets):
+            if reached:
+                key = frozenset().union(*(closure(t) for t in reached))
                 if key not in ids:
                     if len(sets) > budget.max_states:
                         raise _too_large(f"more than {budget.max_states} DFA states")
                     ids[key] = len(sets)
                     sets.append(key)
                 row[bounds[k]:bounds[k + 1]] = ids[key]
-        i += 1
     accepting = np.array([final in s for s in sets], dtype=bool)
-    return _trimmed(rows.table[:len(sets)], accepting, 1 if initial else DEAD)
+    return _trimmed(np.stack(rows), accepting, 1)
 
 
 def _reverse_distances(table: np.ndarray, sources: np.ndarray) -> np.ndarray:
@@ -362,12 +347,10 @@ def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
     start = (a.initial, b.initial)
     if dead(*start):
         return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
-    ids, pairs, rows = {start[0] * width + start[1]: 1}, [(0, 0), start], _Rows()
-    i = 1
-    while i < len(pairs):
+    ids, pairs, rows = {start[0] * width + start[1]: 1}, [(0, 0), start], [np.zeros(256, np.int32)]
+    for i, (x, y) in enumerate(islice(pairs, 1, None), start=1):  # grows as we walk
         if i % 256 == 0:
             _check_time(deadline)
-        x, y = pairs[i]
         codes = a.transitions[x].astype(np.int64) * width + b.transitions[y]
         unique, inverse = np.unique(codes, return_inverse=True)
         targets = []
@@ -382,12 +365,11 @@ def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
                 ids[code] = len(pairs)
                 pairs.append((x2, y2))
             targets.append(ids[code])
-        rows.row(i)[:] = np.asarray(targets, dtype=np.int32)[inverse]
-        i += 1
+        rows.append(np.asarray(targets, dtype=np.int32)[inverse])
     accepting = np.array([accept(bool(a.accepting[x]), bool(b.accepting[y]))
                           for x, y in pairs], dtype=bool)
     accepting[DEAD] = False
-    return _trimmed(rows.table[:len(pairs)], accepting, 1)
+    return _trimmed(np.stack(rows), accepting, 1)
 
 
 def _leaf(nfa: _Nfa, tree: rg.Regular) -> tuple[int, int]:
@@ -409,10 +391,11 @@ def _leaf(nfa: _Nfa, tree: rg.Regular) -> tuple[int, int]:
         case rg.Suffix(text):
             return nfa.concat([any_string(), nfa.literal(text)])
         case rg.CharLength(low, high):
-            if low < 0 or (high is not None and high < low):
+            low = max(low, 0)
+            if high is not None and high < low:
                 return nfa.chars(())  # an empty range accepts nothing
             return nfa.repeat(lambda: nfa.chars(_ALL_CHARS), low, high)
-        case rg.Any():
+        case rg.AnyString():
             return any_string()
     raise TypeError(f"not a regular constraint: {tree!r}")
 

@@ -16,6 +16,7 @@ visit and memoised: a decoding step on a known state costs one dictionary lookup
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from typing import Protocol
@@ -71,7 +72,7 @@ class _Lru(OrderedDict):
 
 
 class DfaGuide:
-    """A :class:`Guide` over a :class:`ByteDfa` and a :class:`TokenIndex`.
+    """A :class:`Guide` over a :class:`ByteDfa` and a :class:`TokenIndex` (thread-safe).
 
     ``memo_bytes`` bounds the memoised per-state results (allowed ids + next states; a
     state allowing all 49k tokens of SmolLM2 takes ~300 KB) and ``mask_bytes`` the cached
@@ -88,6 +89,8 @@ class DfaGuide:
         self._memo, self._masks = _Lru(memo_bytes), _Lru(mask_bytes)
         self._column_sizes = [len(c) for c in index.columns] + [0]
         self._bucket_sizes = np.diff(index.first_byte_starts)
+        self._scratch = np.empty(len(index.order), dtype=np.int32)
+        self._lock = threading.RLock()  # one guide may serve rows decoded on several threads
         self.stats = {"explored": 0, "explore_seconds": 0.0}
 
     @classmethod
@@ -106,13 +109,14 @@ class DfaGuide:
         return self._entry(state)[1]
 
     def mask(self, state: int) -> np.ndarray:
-        row = self._masks.fetch(state)
-        if row is None:
-            row = np.zeros(self.index.vocab_size, dtype=bool)
-            row[self._entry(state)[0]] = True
-            row.flags.writeable = False
-            self._masks.put(state, row, row.nbytes)
-        return row
+        with self._lock:
+            row = self._masks.fetch(state)
+            if row is None:
+                row = np.zeros(self.index.vocab_size, dtype=bool)
+                row[self._entry(state)[0]] = True
+                row.flags.writeable = False
+                self._masks.put(state, row, row.nbytes)
+            return row
 
     def advance(self, state: int, token_id: int) -> int:
         ids, next_states = self._entry(state)
@@ -131,14 +135,15 @@ class DfaGuide:
     # -- the walk -----------------------------------------------------------------------
 
     def _entry(self, state: int) -> tuple[np.ndarray, np.ndarray]:
-        entry = self._memo.fetch(state)
-        if entry is None:
-            start = time.perf_counter()
-            entry = self._explore(state)
-            self.stats["explored"] += 1
-            self.stats["explore_seconds"] += time.perf_counter() - start
-            self._memo.put(state, entry, entry[0].nbytes + entry[1].nbytes)
-        return entry
+        with self._lock:  # the caches and the walk's scratch buffer are shared
+            entry = self._memo.fetch(state)
+            if entry is None:
+                start = time.perf_counter()
+                entry = self._explore(state)
+                self.stats["explored"] += 1
+                self.stats["explore_seconds"] += time.perf_counter() - start
+                self._memo.put(state, entry, entry[0].nbytes + entry[1].nbytes)
+            return entry
 
     def _explore(self, state: int) -> tuple[np.ndarray, np.ndarray]:
         """Allowed ids (sorted) and their next states, by the column walk.
@@ -163,7 +168,7 @@ class DfaGuide:
                 or [np.zeros(0, np.int32)]))
             states = row[index.columns[0][pos]]
         else:
-            states = row[index.columns[0]]
+            states = row[index.columns[0]]  # a fresh array, updated in place below
         done_pos: list[np.ndarray] = []
         done_states: list[np.ndarray] = []
         p = 1
@@ -177,8 +182,11 @@ class DfaGuide:
                 pos = None if pos is None else pos[:cut]
             if not cut:
                 break
-            if pos is None:
-                states = flat[states * 256 + index.columns[p]]
+            if pos is None:  # in place: the finished tails above lie beyond ``cut``
+                rows = self._scratch[:cut]
+                np.multiply(states, 256, out=rows)
+                np.add(rows, index.columns[p], out=rows)
+                np.take(flat, rows, out=states)
                 if np.count_nonzero(states) * 2 < len(states):
                     pos = np.nonzero(states)[0]
                     states = states[pos]

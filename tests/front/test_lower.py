@@ -299,3 +299,22 @@ def test_unknown_hole_points_at_the_name() -> None:
     span = caught.value.span
     assert source[span.start:span.end] == "ANSWR"
     assert caught.value.hint == "did you mean 'ANSWER'?"
+
+
+def test_pretty_is_deterministic_and_can_leave_spans_out() -> None:
+    from lmq.pretty import expression, pretty
+
+    program = lower('argmax\n    "a[A: int]" where A in ["1"]\nfrom "m"\n')
+    assert pretty(program) == pretty(lower('argmax\n    "a[A: int]" where A in ["1"]\nfrom "m"\n'))
+    assert pretty(program, spans=False) == (
+        "Program\n"
+        "  decoder: argmax\n"
+        "  body:\n"
+        "    Prompt\n"
+        "      Text 'a'\n"
+        "      Hole A type=int\n"
+        "      where:\n"
+        "        Atom in A (['1'])\n"
+        "  from: 'm'\n")
+    assert expression(expr("-a ** 2 if b else {1: [c for c in d]}")) == \
+        "((-(a ** 2)) if b else {1: [c for c in d]})"

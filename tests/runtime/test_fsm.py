@@ -11,6 +11,8 @@ from lmq.errors import LmqCompileError
 from lmq.runtime import fsm
 from lmq.runtime.fsm import DEAD, CompileBudget, compile_regular, dfa_accepts
 
+pytestmark = pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")  # "[[]"
+
 # Characters of 1 to 4 UTF-8 bytes, plus ones the regex syntax treats specially.
 CHARS = "ab c_1-é中😀\nZ.\t"
 TEXT = st.text(alphabet=st.sampled_from(CHARS) | st.characters(exclude_categories=("Cs",)),
