@@ -66,9 +66,11 @@ class Row:
 class Decoding:
     """Runs rows to completion under one decoder."""
 
-    def __init__(self, decoder: DecoderSpec, resolve: ModelResolver) -> None:
+    def __init__(self, decoder: DecoderSpec, resolve: ModelResolver,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.decoder = decoder
         self.resolve = resolve
+        self.on_event = on_event  # streaming: token and hole events, see _emit
         self.trace: list[TraceEntry] = []
         self.forward_passes = 0
         self.mask_seconds = 0.0
@@ -196,6 +198,8 @@ class Decoding:
             hole.push(token, logprob)
             row.context.push_generated(token)
             row.counters.generated_tokens += 1
+            self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
+                       token=token, logprob=logprob)
         if hole.ending is not None:
             self.finish(row)
 
@@ -248,6 +252,7 @@ class Decoding:
         _check_predicates(hole.spec.predicates, text, row)
         row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
                        logprobs=hole.logprobs[:ending.keep])
+        self._emit(row, "hole", text=text, value=row.state.variables.get(hole.spec.hole, text))
         if text:
             row.context.adopt(row.state.context[-1])
         row.hole = None
@@ -272,6 +277,13 @@ class Decoding:
         row.state.fill(values[best], logprobs=list(scores[best]))
         row.score += totals[best]
         self.advance(row)
+
+    def _emit(self, row: Row, kind: str, **data: Any) -> None:
+        """Tell the listener about progress: ``token`` (a token appended to a hole; text is
+        the token's own text, possibly a partial character) and ``hole`` (a value done)."""
+        if self.on_event is not None and row.request is not None:
+            self.on_event({"event": kind, "instance": row.instance,
+                           "hole": row.request.hole.name, **data})
 
     def release(self, row: Row) -> None:
         for context in row.contexts.values():

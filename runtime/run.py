@@ -57,7 +57,8 @@ def check_parameters(checked: CheckedProgram, params: Mapping[str, Any],
 def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             model: Any = None, tools: Mapping[str, Any] | None = None,
             decoder: DecoderSpec | None = None, limits: Limits = Limits(),
-            fail_fast: bool = True, output=None) -> list[Result | list[Result] | LmqError]:
+            fail_fast: bool = True, output=None,
+            on_event=None) -> list[Result | list[Result] | LmqError]:
     """Run one instance per input; each entry of the answer is a Result, a list of them
     (``sample(n>1)``, ``beam``), or — without ``fail_fast`` — the instance's error."""
     tools = dict(tools or {})
@@ -91,7 +92,7 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
                 row.rng = seeded_generator(decoder.seed, index * copies + copy)
             rows.append(row)
     with _lock:
-        decoding = Decoding(decoder, resolve)
+        decoding = Decoding(decoder, resolve, on_event)
         if decoder.name == "beam":
             from lmq.runtime.beam import run_beam
 
