@@ -67,10 +67,12 @@ class Decoding:
     """Runs rows to completion under one decoder."""
 
     def __init__(self, decoder: DecoderSpec, resolve: ModelResolver,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 force_tokens: bool = True) -> None:
         self.decoder = decoder
         self.resolve = resolve
         self.on_event = on_event  # streaming: token and hole events, see _emit
+        self.force_tokens = force_tokens
         self.trace: list[TraceEntry] = []
         self.forward_passes = 0
         self.mask_seconds = 0.0
@@ -146,9 +148,11 @@ class Decoding:
             if request.distribution is not None:
                 return
             row.hole = self._new_hole(row, request, context)
+            if row.hole.ending is None and self.force_tokens:
+                self.force(row)
             if row.hole.ending is None:
                 return
-            self.finish(row)  # an empty value was the only possibility
+            self.finish(row)  # the constraint left no choice at all
 
     def _context(self, row: Row) -> RowContext:
         runtime = row.runtime
@@ -200,8 +204,36 @@ class Decoding:
             row.counters.generated_tokens += 1
             self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
                        token=token, logprob=logprob)
+        if hole.ending is None and self.force_tokens:
+            self.force(row)
         if hole.ending is not None:
             self.finish(row)
+
+    def force(self, row: Row) -> None:
+        """Append the tokens the constraint leaves no choice about, without sampling: they
+        ride along in the next forward pass. The forced text is tokenized canonically; its
+        last token is held back unless the value is complete, since it could merge with
+        what follows. Forced tokens get log-probability 0 (probability 1 under the mask)."""
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and runtime is not None
+        data, complete = hole.forced_bytes()
+        text = data.decode("utf-8", errors="ignore")
+        if not text:
+            return
+        ids = runtime.backend.encode(text)[:hole.budget - len(hole.tokens)]
+        for i, token in enumerate(ids):
+            if hole.ending is not None or not hole.guide.mask(hole.state)[token]:
+                return
+            last = i == len(ids) - 1
+            if last and not (complete and text.encode() == data) and \
+                    _may_merge(hole, token, runtime.text_bytes):
+                return
+            hole.push(token, 0.0)
+            row.context.push_generated(token)
+            row.counters.generated_tokens += 1
+            row.counters.forced_tokens += 1
+            self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
+                       token=token, logprob=0.0)
 
     def masked(self, hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
         """The logits with every token the hole forbids set to -inf."""
@@ -303,6 +335,16 @@ def _check_predicates(predicates: Sequence[Predicate], text: str, row: Row) -> N
             assert row.request is not None
             raise LmqConstraintError(f"hole '{row.request.hole.name}' value {text!r} fails "
                                      f"predicate '{predicate.name}'", row.request.hole.span)
+
+
+def _may_merge(hole: HoleRun, token: int, text_bytes: list[bytes]) -> bool:
+    """Could an allowed longer token start with ``token``'s bytes (so that forcing
+    ``token`` would cut the canonical tokenization of what follows)?"""
+    allowed = hole.guide.allowed(hole.state)
+    if len(allowed) > 4096:
+        return True
+    own = text_bytes[token]
+    return any(t != token and text_bytes[t].startswith(own) for t in allowed.tolist())
 
 
 def seeded_generator(seed: int | None, index: int) -> torch.Generator:

@@ -84,6 +84,23 @@ class HoleRun:
         too_far = completion[next_states] > left
         row[self.guide.allowed(self.state)[too_far]] = False
 
+    def forced_bytes(self, limit: int = 64) -> tuple[bytes, bool]:
+        """The bytes the constraint leaves no choice about from here (each state on the way
+        has one live byte and is not accepting), and whether the value is complete after
+        them (no byte can follow). Holes with stop phrases are never forced: a phrase could
+        end inside the forced text."""
+        if self.guide is None or self.phrases:
+            return b"", False
+        table, accepting = self.guide.dfa.transitions, self.guide.dfa.accepting
+        state, out = self.state, bytearray()
+        while len(out) < limit and not accepting[state]:
+            live = np.flatnonzero(table[state])  # the dead state is 0
+            if len(live) != 1:
+                break
+            out.append(int(live[0]))
+            state = int(table[state, live[0]])
+        return bytes(out), not np.any(table[state])
+
     def exhausted(self) -> bool:
         """No content token can follow (the guide has no continuation)."""
         return self.guide is not None and len(self.guide.allowed(self.state)) == 0
