@@ -195,3 +195,18 @@ return A
     result = run(source)
     assert result.return_value == result.variables["A"]
     assert result.prompt == "You are terse.Say hi." + result.variables["A"]
+
+
+
+def test_forced_tokens_satisfy_constraints_and_save_forward_passes():
+    from lmq.runtime.run import execute
+
+    source = r'"JSON: [J]" where REGEX(J, r"\{\"name\": \"[a-z]{1,8}\", \"age\": [0-9]{1,2}\}")'
+    checked = lmq.query(source).checked
+    forced = execute(checked, [{}], model=MODEL, force_tokens=True)[0]
+    plain = execute(checked, [{}], model=MODEL, force_tokens=False)[0]
+    for result in (forced, plain):
+        assert re.fullmatch(r'\{"name": "[a-z]{1,8}", "age": [0-9]{1,2}\}', result["J"])
+    assert plain.stats["forced_tokens"] == 0
+    assert forced.stats["forced_tokens"] >= 4
+    assert forced.stats["forward_passes"] < forced.stats["generated_tokens"]

@@ -39,3 +39,23 @@ def test_greedy_hole_equals_transformers_generate():
                                     do_sample=False, max_new_tokens=24, min_new_tokens=24)
     expected = backend.decode(output[0, ids.shape[1]:].tolist())
     assert result.variables["X"] == expected
+
+
+FORCING_PROGRAMS = [
+    r'"When did the Berlin wall fall? Give the date as YYYY-MM-DD: [D]" '
+    r'where REGEX(D, r"[0-9]{4}-[0-9]{2}-[0-9]{2}")',
+    r'"A person as JSON: [J]" '
+    r'where REGEX(J, r"\{\"name\": \"[A-Za-z]{1,12}\", \"age\": [0-9]{1,2}\}")',
+    '"The largest planet is[C]" where C in [" Jupiter", " Saturn", " Neptune"]',
+]
+
+
+@pytest.mark.parametrize("source", FORCING_PROGRAMS)
+def test_forced_tokens_do_not_change_greedy_values(source):
+    from lmq.runtime.run import execute
+
+    checked = lmq.query(source).checked
+    forced = execute(checked, [{}], model="smollm2", force_tokens=True)[0]
+    plain = execute(checked, [{}], model="smollm2", force_tokens=False)[0]
+    assert forced.variables == plain.variables
+    assert forced.stats["forward_passes"] <= plain.stats["forward_passes"]
