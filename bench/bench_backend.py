@@ -3,7 +3,7 @@
 Both decode 48 new tokens per row greedily (EOS does not stop either: ``generate`` gets
 ``min_new_tokens``), at batch 1 and batch 16, prefill included. Usage::
 
-    python bench/bench_backend.py [--model smollm2] [--device cpu] [--dtype float32] [--repeat 3]
+    python bench/bench_backend.py [--model smollm2] [--device cpu] [--dtype float32] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-
-from lmq.runtime.models import load_backend  # noqa: E402
+import torch
+from lmq.runtime.models import load_backend
 
 PROMPTS = [
     "The history of the city of Rome begins",
@@ -78,7 +77,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batches", default="1,16")
     args = parser.parse_args()
     backend = load_backend(args.model, args.device, args.dtype)
@@ -89,8 +88,10 @@ def main() -> None:
         prompts = [backend.encode(t) for t in texts]
         lmq_loop(backend, prompts[:1])  # warm-up
         hf_generate(backend, texts[:1])
-        lmq_times = [lmq_loop(backend, prompts) for _ in range(args.repeat)]
-        hf_times = [hf_generate(backend, texts) for _ in range(args.repeat)]
+        lmq_times, hf_times = [], []
+        for _ in range(args.repeat):  # interleaved, so drifting machine load hits both alike
+            lmq_times.append(lmq_loop(backend, prompts))
+            hf_times.append(hf_generate(backend, texts))
         tokens = batch * NEW_TOKENS
         lmq_s, hf_s = statistics.median(lmq_times), statistics.median(hf_times)
         print(f"batch {batch:3d}: lmq {tokens / lmq_s:7.1f} tok/s ({lmq_s * 1000 / NEW_TOKENS:6.1f} "

@@ -47,12 +47,13 @@ _CACHE_FORMAT = 1
 _REQUIRED = ("config.json", "tokenizer_config.json", _MARKER)
 
 # tiny-random: small enough for a few ms per token, vocabulary = SmolLM2's tokenizer.
-TINY_RANDOM_CONFIG = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    intermediate_size=128, vocab_size=49152, max_position_embeddings=2048,
-    rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True,
-    bos_token_id=1, eos_token_id=2, pad_token_id=2, initializer_range=0.2,
-)
+TINY_RANDOM_CONFIG: dict[str, Any] = {
+    "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 49152,
+    "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
+    "initializer_range": 0.2,
+}
 TINY_RANDOM_SEED = 0
 
 
@@ -170,7 +171,7 @@ def _convert_gguf(gguf: Path, folder: Path, label: str) -> None:
         except Exception as exc:
             raise LmqModelError(f"cannot read the GGUF file {gguf}: {exc}") from exc
         # save_pretrained refuses a quantizer-loaded model; the weights are plain float32 now.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
@@ -216,8 +217,13 @@ def _resolve_dtype(dtype: str | None, device: str) -> str:
 def _load_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(dtype),
-                                                 attn_implementation="sdpa")
+    model: Any
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(dtype),
+                                                     attn_implementation="sdpa")
+    except ValueError:  # an architecture without SDPA support; the backend handles eager
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(dtype),
+                                                     attn_implementation="eager")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     return model.to(device).eval(), tokenizer
 
@@ -230,7 +236,7 @@ def _load_cached(gguf: Callable[[], Path], folder: Path, label: str, device: str
         _ensure_converted(gguf(), folder, label)
     try:
         return _load_folder(folder, device, dtype)
-    except Exception:
+    except Exception:  # noqa: BLE001 - safetensors/json errors of a damaged folder vary
         source = gguf()
         with _file_lock(folder.parent / f".{folder.name}.lock"):
             shutil.rmtree(folder, ignore_errors=True)

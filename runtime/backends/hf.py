@@ -37,9 +37,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
-
 from lmq.runtime.backends.base import BackendStats
+from transformers.cache_utils import Cache, DynamicLayer
 
 # Chat end-of-turn markers of common templates; one counts as EOS when the model's chat template
 # mentions it and the tokenizer has it as a single token.
@@ -53,10 +52,13 @@ class _SlotCache(Cache):
     Before each model call the backend sets ``select`` (a slice or a LongTensor of slots: the
     batch of this call, in order) and ``t0`` (the first column written). ``update`` writes the new
     keys/values at columns ``t0 .. t0+L-1`` of the selected slots and returns columns ``:t0+L``.
+    The ``layers`` of the base class are placeholders that answer its layer-type questions.
     """
 
     def __init__(self, num_layers: int, slots: int, columns: int) -> None:
         super().__init__(layers=[DynamicLayer() for _ in range(num_layers)])
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
         self.cap_slots = slots
         self.cap_columns = columns
         self.select: slice | torch.Tensor = slice(0, 0)
@@ -64,17 +66,17 @@ class _SlotCache(Cache):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
                *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        layer = self.layers[layer_idx]
-        if layer.keys is None or layer.keys.numel() == 0:
-            shape = (self.cap_slots, key_states.shape[1], self.cap_columns, key_states.shape[3])
-            layer.keys = key_states.new_zeros(shape)
-            layer.values = value_states.new_zeros(shape[:3] + (value_states.shape[3],))
-            layer.is_initialized = True
-            layer.device = key_states.device
+        keys, values = self.keys[layer_idx], self.values[layer_idx]
+        if keys is None or values is None:  # shapes and dtype are known at the first call
+            heads, dim = key_states.shape[1], key_states.shape[3]
+            keys = key_states.new_zeros((self.cap_slots, heads, self.cap_columns, dim))
+            values = value_states.new_zeros((self.cap_slots, value_states.shape[1],
+                                             self.cap_columns, value_states.shape[3]))
+            self.keys[layer_idx], self.values[layer_idx] = keys, values
         end = self.t0 + key_states.shape[2]
-        layer.keys[self.select, :, self.t0:end] = key_states
-        layer.values[self.select, :, self.t0:end] = value_states
-        return layer.keys[self.select, :, :end], layer.values[self.select, :, :end]
+        keys[self.select, :, self.t0:end] = key_states
+        values[self.select, :, self.t0:end] = value_states
+        return keys[self.select, :, :end], values[self.select, :, :end]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.t0
@@ -90,22 +92,16 @@ class _SlotCache(Cache):
 
     def storages(self) -> list[torch.Tensor]:
         """Every allocated key and value tensor."""
-        out = []
-        for layer in self.layers:
-            if layer.keys is not None and layer.keys.numel():
-                out += [layer.keys, layer.values]
-        return out
+        return [t for t in self.keys + self.values if t is not None]
 
     def resize(self, slots: int, columns: int) -> None:
         """Grow capacity, keeping contents (new space is zero)."""
-        for layer in self.layers:
-            if layer.keys is None or layer.keys.numel() == 0:
-                continue
-            for name in ("keys", "values"):
-                old = getattr(layer, name)
-                new = old.new_zeros((slots, old.shape[1], columns, old.shape[3]))
-                new[: old.shape[0], :, : old.shape[2]] = old
-                setattr(layer, name, new)
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                if old is not None:
+                    new = old.new_zeros((slots, old.shape[1], columns, old.shape[3]))
+                    new[: old.shape[0], :, : old.shape[2]] = old
+                    store[i] = new
         self.cap_slots, self.cap_columns = slots, columns
 
 
@@ -255,19 +251,11 @@ class TransformersBackend:
         pos_t = torch.from_numpy(positions).to(self._torch_device)
         kwargs = {"attention_mask": mask, "position_ids": pos_t, self._cache_kw: self._cache,
                   "use_cache": True}
-        rows = torch.arange(batch, device=self._torch_device)
-        last = torch.from_numpy(lens - 1).to(self._torch_device)
-        if (lens == width).all():
-            # The path model.generate takes.
-            logits = self.model(input_ids=ids_t, logits_to_keep=1, **kwargs).logits[:, -1]
-        elif self._base is not None and self._head is not None:
-            # Ragged rows: the head runs on each row's last token only.
-            hidden = self._base(input_ids=ids_t, **kwargs).last_hidden_state
-            logits = self._head(hidden[rows, last])
-            if self._softcap:
-                logits = torch.tanh(logits / self._softcap) * self._softcap
-        else:
-            logits = self.model(input_ids=ids_t, logits_to_keep=0, **kwargs).logits[rows, last]
+        try:
+            logits = self._last_logits(ids_t, kwargs, lens)
+        except BaseException:
+            self._valid[:, t:] = False  # columns >= t stay free for everyone
+            raise
         self._t = t + width
         for rec, seq in zip(recs, seqs):
             rec.tokens.extend(seq)
@@ -275,6 +263,24 @@ class TransformersBackend:
         self.stats.tokens_fed += int(lens.sum())
         self.stats.rows_fed += batch
         return logits.float()
+
+    def _last_logits(self, ids: torch.Tensor, kwargs: dict[str, Any],
+                     lens: np.ndarray) -> torch.Tensor:
+        """Logits ``[B, vocab]`` of each row's last real token (rows are right-padded)."""
+        width = ids.shape[1]
+        if (lens == width).all():
+            # The path model.generate takes.
+            return self.model(input_ids=ids, logits_to_keep=1, **kwargs).logits[:, -1]
+        rows = torch.arange(len(lens), device=self._torch_device)
+        last = torch.from_numpy(lens - 1).to(self._torch_device)
+        if self._base is not None and self._head is not None:
+            # Ragged rows: the head runs on each row's last token only.
+            hidden = self._base(input_ids=ids, **kwargs).last_hidden_state
+            logits = self._head(hidden[rows, last])
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            return logits
+        return self.model(input_ids=ids, logits_to_keep=0, **kwargs).logits[rows, last]
 
     @_locked
     def score(self, row: int, continuations: Sequence[Sequence[int]],

@@ -7,12 +7,11 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from lmq.runtime.backends.base import Backend  # noqa: E402
-from lmq.runtime.backends.hf import TransformersBackend  # noqa: E402
-from lmq.runtime.models import load_model  # noqa: E402
+import pytest
+import torch
+from lmq.runtime.backends.base import Backend
+from lmq.runtime.backends.hf import TransformersBackend
+from lmq.runtime.models import load_model
 
 PROMPTS = [
     "The history of the city of Rome begins",
@@ -26,12 +25,12 @@ DEVICE = os.environ.get("LMQ_TEST_DEVICE", "cpu")  # e.g. cuda, for a check on a
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    return load_model("tiny-random", device=DEVICE)
+    return load_model("tiny-random", device=DEVICE, dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def smollm2_model():
-    return load_model("smollm2", device=DEVICE)
+    return load_model("smollm2", device=DEVICE, dtype="float32")
 
 
 @pytest.fixture
@@ -302,3 +301,23 @@ def test_misuse_is_reported(tiny):
         tiny.forward({row: [1]})
     assert tiny.live_rows == 0
     assert tiny.forward({}).shape == (0, tiny.vocab_size)
+
+
+def test_eager_attention_gives_the_same_results(tiny):
+    """Models without SDPA run with eager attention (float masks); results are unchanged."""
+    from lmq.runtime.models import build_tiny_random
+
+    model = build_tiny_random().to(DEVICE)
+    model.set_attn_implementation("eager")
+    eager = TransformersBackend(model, tiny.tokenizer)
+    results = []
+    for backend in (tiny, eager):
+        a, b = backend.new_rows(2)
+        first = backend.forward({a: [1, 2, 3, 4, 5], b: [7, 8]})
+        backend.rollback(a, 2)
+        second = backend.forward({a: [12], b: [13, 14]})
+        results.append((first, second, backend.score(a, [[5, 6, 7], [5, 8], [20]])))
+    for got, want in zip(results[1][:2], results[0][:2]):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    for got, want in zip(results[1][2], results[0][2]):
+        assert got == pytest.approx(want, abs=ATOL)

@@ -6,18 +6,16 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from lmq.errors import LmqModelError  # noqa: E402
-from lmq.runtime import models  # noqa: E402
-from lmq.runtime.models import (  # noqa: E402
+import pytest
+import torch
+from lmq.runtime import models
+from lmq.runtime.models import (
     _find_package_folder,
     _is_complete,
     build_tiny_random,
@@ -25,6 +23,8 @@ from lmq.runtime.models import (  # noqa: E402
     load_backend,
     load_model,
 )
+
+from lmq.errors import LmqModelError
 
 WEIGHT_HASH = """
 import hashlib, sys
