@@ -26,6 +26,7 @@ from typing import Any
 from lmq import ir
 from lmq.checks_atoms import check_atom
 from lmq.decoders import DecoderSpec, NotConstant, constant_value, decoder_spec
+from lmq.emptiness import check_not_empty
 from lmq.errors import (
     LmqCompileError,
     LmqError,
@@ -78,8 +79,11 @@ def compile_source(text: str, filename: str = "<string>") -> CheckedProgram:
 
 
 def check(program: ir.Program) -> CheckedProgram:
-    """Check a lowered program."""
-    return _Checker(program).run()
+    """Check a lowered program; an empty conjunction of constant regular constraints is a
+    compile error (LANGUAGE.md section 4)."""
+    checked = _Checker(program).run()
+    check_not_empty(program)
+    return checked
 
 
 @dataclass

@@ -24,7 +24,7 @@ COMPARISONS: dict[str, Callable[[int, int], bool]] = {
 TYPED_HOLES = {"int": regular.INT_PATTERN, "float": regular.FLOAT_PATTERN}
 # Kinds that constrain the text as a regular language.
 REGULAR_KINDS = {"char_len", "in", "eq", "contains", "starts_with", "ends_with", "regex",
-                 "int", "float"}
+                 "int", "float", "span"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class HoleSpec:
     ``regular`` is ``None`` for unconstrained text. Token counts: the value has at least
     ``min_tokens`` and at most ``max_tokens`` tokens and never a count in
     ``excluded_counts`` when it ends. ``convert`` names the conversion of the final text
-    (``int``, ``float``, ``bool``) or is ``None``.
+    (``int``, ``float``, ``bool``, ``labels``: the list of the top-level ``LABELS``
+    conjunct, see ``regular.labels_of``; ``json``: the parsed value) or is ``None``.
     """
 
     hole: str
@@ -159,6 +160,10 @@ class _SpecBuilder:
                 raise LmqConstraintError("a stop phrase cannot be empty", atom.span)
             target = self.stops_at if atom.kind == "stops_at" else self.stops_before
             target.extend(phrases)
+        elif atom.kind in ("labels", "json"):  # regular, but they set the value's type
+            self.add_regular(self.labels(atom) if atom.kind == "labels" else
+                             self.checked(regular.json_node, atom, self.evaluate(atom.args[0])))
+            self.convert = atom.kind
         elif atom.kind == "pred":
             function = self.evaluate(ir.Name(atom.op or "", span=atom.span))
             args = tuple(self.evaluate(arg) for arg in atom.args)
@@ -208,8 +213,25 @@ class _SpecBuilder:
             regular.check_regex(pattern)
             return regular.Regex(pattern)
         text = self.string(atom.args[0], atom)
+        if kind == "span":
+            return regular.Substring(text)
         return {"eq": regular.Literal, "contains": regular.Contains,
                 "starts_with": regular.Prefix, "ends_with": regular.Suffix}[kind](text)
+
+    def labels(self, atom: ir.Atom) -> regular.Regular:
+        options = {keyword.name: self.evaluate(keyword.value) for keyword in atom.keywords}
+        return self.checked(regular.Labels, atom, tuple(self.strings(atom.args[0], atom)),
+                            **options)
+
+    def checked(self, make: Callable[..., regular.Regular], atom: ir.Atom, *args: Any,
+                **kwargs: Any) -> regular.Regular:
+        """``make(*args, **kwargs)``, its ``TypeError``/``ValueError`` as a constraint
+        error."""
+        try:
+            return make(*args, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise LmqConstraintError(f"{e} (in the constraint on '{self.hole}')",
+                                     atom.span) from None
 
     def integer(self, expr: ir.Expr, atom: ir.Atom) -> int:
         value = self.evaluate(expr)

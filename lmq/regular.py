@@ -11,6 +11,7 @@ quantifiers are rejected by :func:`check_regex`.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -165,3 +166,119 @@ def check_regex(pattern: str) -> None:
     """Raise :class:`LmqCompileError` (with an ``offset`` attribute) unless lmq can enforce
     ``pattern`` with token masks."""
     normalize_regex(pattern)
+
+
+@dataclass(frozen=True)
+class Labels(Regular):
+    """``LABELS``: a ``sep``-separated list of ``min`` to ``max`` labels (``max=None``: no
+    upper bound) from ``labels``, no label twice when ``unique``.
+
+    Repeated labels in ``labels`` count once. Raises ``ValueError`` for an empty label or
+    separator or a negative count, ``TypeError`` for an option of the wrong type;
+    impossible counts (``min > max``) just accept nothing.
+    """
+
+    labels: tuple[str, ...]
+    sep: str = ", "
+    min: int = 1
+    max: int | None = None
+    unique: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", tuple(dict.fromkeys(self.labels)))
+        if not all(isinstance(label, str) for label in self.labels):
+            raise TypeError("LABELS needs a list of strings")
+        if not all(self.labels):
+            raise ValueError("LABELS needs non-empty labels")
+        if not isinstance(self.sep, str):
+            raise TypeError("the LABELS separator must be a string")
+        if not self.sep:
+            raise ValueError("the LABELS separator cannot be empty")
+        for name in ("min", "max"):
+            value = getattr(self, name)
+            wanted = f"the LABELS option '{name}' must be an integer >= 0" + (
+                " or None" if name == "max" else "") + f", not {value!r}"
+            if (value is not None or name == "min") and (
+                    isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(wanted)
+            if value is not None and value < 0:
+                raise ValueError(wanted)
+        if not isinstance(self.unique, bool):
+            raise TypeError(f"the LABELS option 'unique' must be True or False, not "
+                            f"{self.unique!r}")
+
+    def parse(self, text: str) -> list[str]:
+        """The labels of a value this constraint accepts, in order (``ValueError`` if it
+        accepts none). Where labels contain the separator a text can split several ways;
+        this returns the first valid split trying longer labels first."""
+        if not text:
+            if self.min == 0:
+                return []
+            raise ValueError("an empty value has no labels")
+        by_length = sorted(self.labels, key=len, reverse=True)
+        failed: set[tuple[int, object]] = set()
+
+        def split(pos: int, used: tuple[str, ...]) -> list[str] | None:
+            key = (pos, frozenset(used) if self.unique else len(used))
+            if key in failed:
+                return None
+            for label in by_length:
+                if not text.startswith(label, pos) or (self.unique and label in used):
+                    continue
+                end, chosen = pos + len(label), used + (label,)
+                if self.max is not None and len(chosen) > self.max:
+                    break
+                if end == len(text) and len(chosen) >= self.min:
+                    return list(chosen)
+                if text.startswith(self.sep, end):
+                    found = split(end + len(self.sep), chosen)
+                    if found is not None:
+                        return found
+            failed.add(key)
+            return None
+
+        found = split(0, ())
+        if found is None:
+            raise ValueError(f"{text!r} is not a list of the labels")
+        return found
+
+
+@dataclass(frozen=True)
+class Json(Regular):
+    """``JSON``: compact JSON valid against ``schema`` (a JSON schema as JSON text, so that
+    the node stays hashable; :func:`json_node` makes one from a schema value)."""
+
+    schema: str
+
+
+@dataclass(frozen=True)
+class Substring(Regular):
+    """``SPAN``: a non-empty substring of ``text``."""
+
+    text: str
+
+
+def json_node(schema: object) -> Json:
+    """A :class:`Json` node for a schema given as a dict, a bool or JSON text
+    (``TypeError``/``ValueError`` for anything else)."""
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError as e:
+            raise ValueError(f"the JSON schema is not valid JSON: {e}") from None
+    if not isinstance(schema, (dict, bool)):
+        raise TypeError(f"a JSON schema is a dict or a bool, not {type(schema).__name__}")
+    try:
+        return Json(json.dumps(schema, ensure_ascii=False, separators=(",", ":")))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the JSON schema is not JSON data: {e}") from None
+
+
+def labels_of(tree: Regular | None) -> Labels:
+    """The top-level :class:`Labels` conjunct of a hole's constraint (the one that sets the
+    hole's value), ``ValueError`` if there is none."""
+    parts = tree.parts if isinstance(tree, And) else (tree,)
+    for part in reversed(parts):
+        if isinstance(part, Labels):
+            return part
+    raise ValueError("the constraint has no LABELS part")

