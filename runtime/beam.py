@@ -23,15 +23,11 @@ def run_beam(decoding: Decoding, rows: list[Row], width: int, fail_fast: bool) -
     finished = [row for row in rows if not row.active]
     live = [row for row in rows if row.active]
     while live:
-        by_model: dict[int, list[Row]] = {}
-        for row in live:
-            by_model.setdefault(id(row.runtime), []).append(row)
         proposals: dict[int, list[tuple[float, Row, int, float]]] = {}
-        for group in by_model.values():
-            for row, logits in zip(group, decoding.forward(group)):
-                for token, logprob in _proposals(decoding, row, logits, width):
-                    proposals.setdefault(row.instance, []).append(
-                        (row.score + logprob, row, token, logprob))
+        for row, logits in zip(live, decoding.forward(live)):
+            for token, logprob in _proposals(decoding, row, logits, width):
+                proposals.setdefault(row.instance, []).append(
+                    (row.score + logprob, row, token, logprob))
         live = []
         for instance, options in proposals.items():
             options.sort(key=lambda option: -option[0])
@@ -84,17 +80,19 @@ def _apply(decoding: Decoding, row: Row, token: int, logprob: float, fail_fast: 
 def fork(row: Row) -> Row:
     """An independent branch of ``row``: program state, KV rows and hole cursor copied."""
     counters = row.counters.copy()
-    contexts = {}
-    for key, context in row.contexts.items():
-        handle = context.backend.fork(context.handle, 1)[0]
-        contexts[key] = context.fork(handle, counters)
+
+    def copies(table: dict) -> dict:
+        return {key: context.fork(context.backend.fork(context.handle, 1)[0], counters)
+                for key, context in table.items()}
+
     hole = None
     if row.hole is not None:
         hole = copy.copy(row.hole)
         hole.tokens, hole.data = list(row.hole.tokens), bytearray(row.hole.data)
         hole.boundaries, hole.logprobs = list(row.hole.boundaries), list(row.hole.logprobs)
-    return Row(row.instance, row.state.fork(), counters, contexts, row.request, hole,
-               row.runtime, row.rng, row.score)
+    return Row(row.instance, row.state.fork(), counters, copies(row.contexts),
+               request=row.request, hole=hole, runtime=row.runtime, plan=row.plan,
+               companions=copies(row.companions), rng=row.rng, score=row.score)
 
 
 def _distinct(rows: list[Row], width: int) -> list[Row]:

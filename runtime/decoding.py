@@ -20,7 +20,8 @@ import torch
 
 from lmq.constraints import Predicate
 from lmq.decoders import DecoderSpec
-from lmq.errors import LmqConstraintError, LmqError
+from lmq.errors import LmqConstraintError, LmqError, LmqModelError
+from lmq.runtime.companions import Ensemble, Plan, ensemble_plan, prefer_plan
 from lmq.runtime.context import Counters, RowContext
 from lmq.runtime.engine import RUNTIMES, ModelRuntime
 from lmq.runtime.holes import HoleRun
@@ -49,6 +50,8 @@ class Row:
     request: HoleRequest | None = None
     hole: HoleRun | None = None
     runtime: ModelRuntime | None = None
+    plan: Plan | None = None  # companion rows of the current hole (prefer, fuse)
+    companions: dict[tuple[str, str], RowContext] = field(default_factory=dict)
     rng: torch.Generator | None = None
     score: float = 0.0
     error: LmqError | None = None
@@ -57,6 +60,12 @@ class Row:
     def context(self) -> RowContext:
         assert self.runtime is not None
         return self.contexts[id(self.runtime.backend)]
+
+    def hole_contexts(self) -> list[RowContext]:
+        """The contexts the current hole advances: the main one and its companions."""
+        if self.plan is None:
+            return [self.context]
+        return [self.context] + [self.companions[c.key] for c in self.plan.companions]
 
     @property
     def active(self) -> bool:
@@ -74,6 +83,7 @@ class Decoding:
         self.on_event = on_event  # streaming: token and hole events, see _emit
         self.force_tokens = force_tokens
         self.trace: list[TraceEntry] = []
+        self.decisions: list[dict[str, Any]] = []  # fusion weights per step, per hole
         self.forward_passes = 0
         self.mask_seconds = 0.0
 
@@ -91,16 +101,11 @@ class Decoding:
             self.step(live, fail_fast)
 
     def step(self, live: list[Row], fail_fast: bool) -> None:
-        by_model: dict[int, list[Row]] = {}
-        for row in live:
-            by_model.setdefault(id(row.runtime), []).append(row)
-        for group in by_model.values():
-            entries, masking = len(self.trace), self.mask_seconds
-            logits = self.forward(group)
-            for row, row_logits in zip(group, logits):
-                self._guard(row, lambda r: self.choose(r, row_logits), fail_fast)
-            if len(self.trace) > entries:
-                self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
+        entries, masking = len(self.trace), self.mask_seconds
+        for row, row_logits in zip(live, self.forward(live)):
+            self._guard(row, lambda r: self.choose(r, row_logits), fail_fast)
+        if len(self.trace) > entries:
+            self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
 
     def _guard(self, row: Row, action: Callable[[Row], None], fail_fast: bool) -> None:
         try:
@@ -112,22 +117,36 @@ class Decoding:
             self.release(row)
 
     def forward(self, rows: list[Row]) -> list[torch.Tensor]:
-        """One forward pass for every row that has queued tokens; the others reuse the
-        logits of their last position."""
-        runtime = rows[0].runtime
-        assert runtime is not None
-        feeding = [row for row in rows if row.context.pending]
-        if feeding:
-            feeds = {row.context.handle: row.context.take_feed() for row in feeding}
-            tokens_in = sum(len(ids) for ids in feeds.values())
-            logits = runtime.backend.forward(feeds)
+        """One forward pass per model over every context of these rows that has queued
+        tokens (the others reuse the logits of their last position); returns each row's
+        logits, combined across its companions."""
+        by_backend: dict[int, list[tuple[Row, RowContext]]] = {}
+        for row in rows:
+            for context in row.hole_contexts():
+                if context.pending:
+                    by_backend.setdefault(id(context.backend), []).append((row, context))
+        for pairs in by_backend.values():
+            backend = pairs[0][1].backend
+            feeds = {context.handle: context.take_feed() for _, context in pairs}
+            logits = backend.forward(feeds)
             self.forward_passes += 1
-            for row, row_logits in zip(feeding, logits):
-                row.context.last_logits = row_logits
+            for (_, context), row_logits in zip(pairs, logits):
+                context.last_logits = row_logits
+            for row in {id(row): row for row, _ in pairs}.values():
                 row.counters.forward_passes += 1
-            self.trace.append(TraceEntry(runtime.backend.name, len(feeds), tokens_in,
+            self.trace.append(TraceEntry(backend.name, len(feeds),
+                                         sum(len(ids) for ids in feeds.values()),
                                          len(feeds), 0.0))
-        return [row.context.last_logits for row in rows]
+        return [self._combined(row) for row in rows]
+
+    def _combined(self, row: Row) -> torch.Tensor:
+        if row.plan is None or row.hole is None:
+            return row.context.last_logits
+        others = [row.companions[c.key].last_logits for c in row.plan.companions]
+        logits, decision = row.plan.combine(row.context.last_logits, others)
+        if decision:
+            row.plan.decisions.append(decision)
+        return logits
 
     # ------------------------------------------------------------ per row
 
@@ -139,20 +158,48 @@ class Decoding:
             if request is None:
                 self.release(row)
                 return
-            backend = self.resolve(request.model)
-            row.runtime = RUNTIMES.get(backend)
+            model, row.plan = request.model, None
+            if isinstance(model, Ensemble):
+                model, row.plan = model.main, ensemble_plan(model)
+            elif request.prefer is not None and request.distribution is None:
+                row.plan = prefer_plan(request.prefer, row.state.context,
+                                       lambda e: row.state.evaluator.evaluate(
+                                           e, row.state.globals))
+            row.runtime = RUNTIMES.get(self.resolve(model))
             context = self._context(row)
             context.sync(row.state.context, row.state.role)
             if context.length == 0:
                 context.start_token(row.runtime.start_token)
             if request.distribution is not None:
                 return
+            if row.plan is not None:
+                self._sync_companions(row)
             row.hole = self._new_hole(row, request, context)
             if row.hole.ending is None and self.force_tokens:
                 self.force(row)
             if row.hole.ending is None:
                 return
             self.finish(row)  # the constraint left no choice at all
+
+    def _sync_companions(self, row: Row) -> None:
+        """Bring the hole's companion contexts up to date (each sees its own segments)."""
+        assert row.plan is not None and row.runtime is not None
+        for companion in row.plan.companions:
+            context = row.companions.get(companion.key)
+            if context is None:
+                backend = row.runtime.backend if companion.model is None else \
+                    self.resolve(companion.model)
+                runtime = RUNTIMES.get(backend)
+                if runtime.index.fingerprint != row.runtime.index.fingerprint:
+                    raise LmqModelError(f"{backend.name} and {row.runtime.backend.name} have "
+                                        "different vocabularies; logits can only be combined "
+                                        "across models with identical tokenizers")
+                context = RowContext(backend, backend.new_rows(1)[0], runtime.chat,
+                                     row.context.max_len, row.counters)
+                row.companions[companion.key] = context
+            context.sync(companion.segments(row.state.context), row.state.role)
+            if context.length == 0:
+                context.start_token(row.runtime.start_token)
 
     def _context(self, row: Row) -> RowContext:
         runtime = row.runtime
@@ -200,7 +247,8 @@ class Decoding:
             hole.end_of_sequence()
         else:
             hole.push(token, logprob)
-            row.context.push_generated(token)
+            for context in row.hole_contexts():
+                context.push_generated(token)
             row.counters.generated_tokens += 1
             self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
                        token=token, logprob=logprob)
@@ -229,7 +277,8 @@ class Decoding:
                     _may_merge(hole, token, runtime.text_bytes):
                 return
             hole.push(token, 0.0)
-            row.context.push_generated(token)
+            for context in row.hole_contexts():
+                context.push_generated(token)
             row.counters.generated_tokens += 1
             row.counters.forced_tokens += 1
             self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
@@ -279,15 +328,20 @@ class Decoding:
         assert hole is not None and hole.ending is not None and runtime is not None
         ending = hole.ending
         extra = runtime.backend.encode(ending.tail.decode("utf-8")) if ending.tail else []
-        tokens = row.context.close_hole(ending.keep, extra)
+        contexts = row.hole_contexts()
+        tokens = [context.close_hole(ending.keep, extra) for context in contexts][0]
         text = ending.value.decode("utf-8", errors="replace")
         _check_predicates(hole.spec.predicates, text, row)
         row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
                        logprobs=hole.logprobs[:ending.keep])
+        if row.plan is not None and row.plan.decisions:
+            self.decisions.append({"hole": hole.spec.hole, "instance": row.instance,
+                                   "steps": row.plan.decisions})
         self._emit(row, "hole", text=text, value=row.state.variables.get(hole.spec.hole, text))
         if text:
-            row.context.adopt(row.state.context[-1])
-        row.hole = None
+            for context in contexts:
+                context.adopt(row.state.context[-1])
+        row.hole, row.plan = None, None
         self.advance(row)
 
     def distribution(self, row: Row, logits: torch.Tensor, values: Sequence[str]) -> None:
@@ -318,9 +372,10 @@ class Decoding:
                            "hole": row.request.hole.name, **data})
 
     def release(self, row: Row) -> None:
-        for context in row.contexts.values():
+        for context in [*row.contexts.values(), *row.companions.values()]:
             context.backend.release([context.handle])
         row.contexts.clear()
+        row.companions.clear()
 
 
 
