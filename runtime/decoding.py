@@ -21,13 +21,14 @@ import torch
 from lmq.constraints import Predicate
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqConstraintError, LmqError, LmqModelError
-from lmq.runtime.companions import Ensemble, Plan, ensemble_plan, prefer_plan
+from lmq.runtime.companions import PREFER_MODES, Ensemble, Plan, ensemble_plan, prefer_plan
 from lmq.runtime.context import Counters, RowContext
 from lmq.runtime.engine import RUNTIMES, ModelRuntime
 from lmq.runtime.holes import HoleRun
 from lmq.runtime.interpreter import HoleRequest, ProgramState
 
 ModelResolver = Callable[[Any], Any]  # inline `from` value (or None) -> backend
+__all__ = ["PREFER_MODES", "Decoding", "Row", "TraceEntry", "seeded_generator"]
 
 
 @dataclass
@@ -103,7 +104,7 @@ class Decoding:
     def step(self, live: list[Row], fail_fast: bool) -> None:
         entries, masking = len(self.trace), self.mask_seconds
         for row, row_logits in zip(live, self.forward(live)):
-            self._guard(row, lambda r: self.choose(r, row_logits), fail_fast)
+            self._guard(row, lambda r, logits=row_logits: self.choose(r, logits), fail_fast)
         if len(self.trace) > entries:
             self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
 
