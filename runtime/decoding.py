@@ -330,7 +330,9 @@ class Decoding:
         ending = hole.ending
         extra = runtime.backend.encode(ending.tail.decode("utf-8")) if ending.tail else []
         contexts = row.hole_contexts()
-        tokens = [context.close_hole(ending.keep, extra) for context in contexts][0]
+        tokens = contexts[0].close_hole(ending.keep, extra)
+        for companion in contexts[1:]:
+            companion.close_hole(ending.keep, extra)
         text = ending.value.decode("utf-8", errors="replace")
         _check_predicates(hole.spec.predicates, text, row)
         row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
@@ -384,7 +386,7 @@ def _check_predicates(predicates: Sequence[Predicate], text: str, row: Row) -> N
     for predicate in predicates:
         try:
             ok = predicate.function(text, *predicate.args)
-        except Exception as error:  # a host predicate may raise anything
+        except Exception as error:  # noqa: BLE001 - a host predicate may raise anything
             raise LmqConstraintError(f"predicate '{predicate.name}' raised "
                                      f"{type(error).__name__}: {error}") from None
         if not ok:
