@@ -203,14 +203,18 @@ def _torch_dtype(dtype: str) -> Any:
 def _resolve_device(device: str | None) -> str:
     import torch
 
+    device = device or os.environ.get("LMQ_DEVICE")
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
 
 def _resolve_dtype(dtype: str | None, device: str) -> str:
+    dtype = dtype or os.environ.get("LMQ_DTYPE")
     if dtype is None:
         return "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise LmqModelError(f"unknown dtype {dtype!r}", hint=did_you_mean(dtype, DTYPES))
     return dtype
 
 
