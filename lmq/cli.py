@@ -1,21 +1,28 @@
 """The ``lmq`` command line (LANGUAGE.md section 12).
 
-Exit codes: 0 success, 1 runtime error, 2 usage, syntax or compile error, 130 interrupted.
-User mistakes print the error message (with its caret snippet), never a traceback.
+Exit codes: 0 success, 1 runtime error (or, with ``--inputs``, some line failed), 2 usage,
+syntax or compile error, 130 interrupted. User mistakes print the error message (with its
+caret snippet), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.util
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
 
-from lmq.errors import (LmqCompileError, LmqError, LmqParameterError, LmqSyntaxError)
+from lmq.errors import LmqCompileError, LmqError, LmqParameterError, LmqSyntaxError
 
 USAGE_ERRORS = (LmqSyntaxError, LmqCompileError, LmqParameterError)
+log = logging.getLogger("lmq")
 
 
 class UsageError(LmqError):
@@ -23,21 +30,69 @@ class UsageError(LmqError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmq", description="Run and check lmq programs.")
+    # -v/-q are accepted before and after the command (SUPPRESS keeps a subcommand's
+    # default from overwriting what was given before it).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log more (-v: progress, -vv: debugging)")
+    common.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS,
+                        help="log errors only")
+    parser = argparse.ArgumentParser(prog="lmq", parents=[common],
+                                     description="Run and check lmq programs.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a program and print its prompt")
+    run = commands.add_parser("run", parents=[common], help="run a program",
+                              description="Run a program once, or once per line of "
+                              "--inputs, and print its prompt or its results.")
     run.add_argument("file")
-    run.add_argument("--model", help="model name or spec (smollm2, tiny-random, hf:PATH)")
+    run.add_argument("--model", help="model name, alias or spec (smollm2, tiny-random, hf:PATH)")
+    run.add_argument("--decoder", help="decoder, e.g. 'sample(n=2, temperature=0.7)'")
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
-                     help="a parameter; VALUE is parsed as JSON when it is valid JSON")
+                     help="a parameter; VALUE is parsed as JSON when it is valid JSON "
+                     "(with --inputs: a default for every line)")
     run.add_argument("--tools", action="append", default=[], metavar="MODULE:NAME",
-                     help="a Python callable passed to the program as a tool")
+                     help="a Python callable passed to the program as a tool "
+                     "(MODULE may be a dotted module name or a path/to/file.py)")
     run.add_argument("--seed", type=int, help="seed for sampling decoders")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
-    check = commands.add_parser("check", help="compile a program without loading a model")
+    run.add_argument("--trace", metavar="FILE", help="write every model call as JSON to FILE")
+    run.add_argument("--inputs", metavar="IN.jsonl",
+                     help="run one instance per line (a JSON object of parameters)")
+    run.add_argument("--output", metavar="OUT.jsonl",
+                     help="with --inputs: write result lines here (default: stdout)")
+    run.add_argument("--batch-size", type=int, metavar="N",
+                     help="with --inputs: instances decoded together (default 16)")
+    check = commands.add_parser("check", parents=[common],
+                                help="compile a program without loading a model")
     check.add_argument("file")
-    commands.add_parser("version", help="print the version")
+    commands.add_parser("models", parents=[common],
+                        help="list the known models and configured aliases")
+    commands.add_parser("version", parents=[common], help="print the version")
     return parser
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Log level: -q, -v/-vv, else ``LMQ_LOG_LEVEL``, else the configuration, else
+    WARNING. Messages go to stderr as ``lmq: LEVEL: message``."""
+    from lmq.config import log_level
+
+    verbose, quiet = getattr(args, "verbose", 0), getattr(args, "quiet", 0)
+    if quiet:
+        level: int | str = logging.ERROR
+    elif verbose:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
+    else:
+        level = log_level()
+        if not isinstance(logging.getLevelName(level), int):
+            raise UsageError(f"unknown log level {level!r} (LMQ_LOG_LEVEL or log_level)",
+                             hint="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    logger = logging.getLogger("lmq")
+    logger.setLevel(level)
+    if not any(getattr(h, "_lmq_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lmq: %(levelname)s: %(message)s"))
+        handler._lmq_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def parse_args(pairs: Sequence[str]) -> dict[str, Any]:
@@ -54,16 +109,40 @@ def parse_args(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def load_tools(specs: Sequence[str]) -> dict[str, Any]:
+    """``MODULE:NAME`` (a module importable from the current directory too) or
+    ``path/to/file.py:NAME``."""
     tools: dict[str, Any] = {}
     for spec in specs:
-        module_name, sep, name = spec.partition(":")
-        if not sep or not name:
+        module_name, sep, name = spec.rpartition(":")
+        if not sep or not module_name or not name:
             raise UsageError(f"--tools expects MODULE:NAME, got {spec!r}")
         try:
-            tools[name] = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError) as error:
+            if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+                module = _load_file(Path(module_name))
+            else:
+                if os.getcwd() not in sys.path:  # as `python -m` would
+                    sys.path.append(os.getcwd())
+                module = importlib.import_module(module_name)
+            tools[name] = getattr(module, name)
+        except (ImportError, AttributeError, OSError) as error:
             raise UsageError(f"cannot load tool {spec!r}: {error}") from None
     return tools
+
+
+def _load_file(path: Path) -> Any:
+    if not path.is_file():
+        raise ImportError(f"no such file: {path}")
+    module_name = f"lmq_tools_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------------------------ commands
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -79,13 +158,49 @@ def command_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_models(args: argparse.Namespace) -> int:
+    from lmq.config import default_model_name, load_config
+    from lmq.runtime.models import known_models
+
+    config = load_config()
+    default = default_model_name(config)
+    origin = ("LMQ_MODEL" if os.environ.get("LMQ_MODEL") else str(config.path)
+              if config.model else "built-in default")
+    print(f"default model: {default} (from {origin})")
+    for info in known_models():
+        state = ("cached" if info.cached else "installed" if info.installed
+                 else "not installed")
+        print(f"{info.name:12} {state:14} {info.description}")
+        print(f"{'':12} source: {info.source}")
+        if info.cache_path:
+            print(f"{'':12} cache:  {info.cache_path}")
+    if config.models:
+        print(f"aliases (from {config.path}):")
+        for name, spec in config.models.items():
+            print(f"  {name} -> {spec}")
+    print("specs: hf:PATH (a transformers folder), gguf:FILE (converted once into the cache)")
+    return 0
+
+
 def command_run(args: argparse.Namespace) -> int:
     from lmq.api import query
 
     params = parse_args(args.arg)
-    q = query(_existing(args.file), model=args.model, tools=load_tools(args.tools))
-    answer = q._execute([params], fail_fast=True, seed=args.seed)[0]
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError("--batch-size must be a positive integer")
+    if (args.output or args.batch_size) and not args.inputs:
+        raise UsageError("--output and --batch-size need --inputs")
+    q = query(_existing(args.file), model=args.model, tools=load_tools(args.tools),
+              decoder=args.decoder)
+    if args.inputs:
+        return run_inputs(q, args, params)
+    stats: dict[str, Any] = {}
+    trace: list[dict[str, Any]] = []
+    answer = q._execute([q.bind((), params)], fail_fast=True, seed=args.seed, stats=stats,
+                        trace=trace)[0]
     results = answer if isinstance(answer, list) else [answer]
+    if args.trace:
+        _write_trace(args.trace, trace, stats)
     if args.json:
         data = [r.to_dict() for r in results]
         print(json.dumps(data if isinstance(answer, list) else data[0], ensure_ascii=False,
@@ -98,9 +213,140 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _existing(path: str) -> str:
-    from pathlib import Path
+def _write_trace(path: str, trace: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+    try:
+        Path(path).write_text(json.dumps({"calls": trace, "stats": stats}, indent=2,
+                                         ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise LmqError(f"cannot write trace {path}: {error}") from None
 
+
+# ------------------------------------------------------------------------ --inputs
+
+
+def read_inputs(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line number, parameters or the reason the line is bad)`` for each non-blank
+    line; a UTF-8 BOM and CRLF line ends are accepted."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield number, (f"line {number} is not valid UTF-8 ({error.reason} at byte "
+                           f"{error.start + 1})")
+            continue
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            yield number, (f"line {number} is not valid JSON: {error.msg} (column "
+                           f"{error.colno})")
+            continue
+        if not isinstance(value, dict):
+            yield number, f"line {number} is not a JSON object of parameters"
+            continue
+        yield number, value
+
+
+def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> int:
+    """One instance per input line, ``--batch-size`` at a time in lockstep; each answer
+    line is written (and flushed) in input order as soon as its batch is done."""
+    from lmq.config import default_batch_size
+
+    size = args.batch_size or default_batch_size()
+    lines = list(read_inputs(args.inputs))
+    failed = 0
+    trace: list[dict[str, Any]] = []
+    stats: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        out: IO[str] = sys.stdout
+        if args.output:
+            try:
+                out = stack.enter_context(open(args.output, "w", encoding="utf-8",
+                                               newline="\n"))
+            except OSError as error:
+                raise UsageError(f"cannot write {args.output}: {error}") from None
+        progress = _progress(len(lines))
+        if progress is not None:
+            stack.callback(progress.close)
+        for start in range(0, len(lines), size):
+            chunk = lines[start:start + size]
+            answers = _run_chunk(q, chunk, defaults, args.seed, stats, trace)
+            for number, params in chunk:
+                record, ok = _record(number, answers.get(number, params))
+                if not ok:
+                    failed += 1
+                    log.info("line %d failed: %s", number, record["error"].splitlines()[0])
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()  # a Ctrl-C later keeps every line written so far
+            if progress is not None:
+                progress.update(len(chunk))
+    if args.trace:
+        _write_trace(args.trace, trace, stats)
+    log.info("%d line(s), %d failed; %s forward passes", len(lines), failed,
+             stats.get("forward_passes", 0))
+    return 1 if failed else 0
+
+
+def _run_chunk(q: Any, chunk: list[tuple[int, Any]], defaults: dict[str, Any],
+               seed: int | None, stats: dict[str, Any],
+               trace: list[dict[str, Any]]) -> dict[int, Any]:
+    """Run the good lines of ``chunk`` in one lockstep batch: line number -> answer (a
+    Result, a list of them, or the line's error)."""
+    answers: dict[int, Any] = {}
+    todo: list[tuple[int, dict[str, Any]]] = []
+    for number, params in chunk:
+        if not isinstance(params, dict):
+            continue  # a bad line: its reason is its answer
+        try:
+            todo.append((number, q.bind((), {**defaults, **params})))
+        except LmqError as error:
+            answers[number] = error
+    if todo:
+        part: dict[str, Any] = {}
+        done = q._execute([p for _, p in todo], fail_fast=False, seed=seed, stats=part,
+                          trace=trace)
+        answers.update((number, answer) for (number, _), answer in zip(todo, done))
+        _merge(stats, part)
+    return answers
+
+
+def _record(number: int, answer: Any) -> tuple[dict[str, Any], bool]:
+    if isinstance(answer, str):
+        return {"line": number, "error": answer}, False
+    if isinstance(answer, BaseException):
+        return {"line": number, "error": str(answer)}, False
+    if isinstance(answer, list):
+        return {"line": number, "result": [r.to_dict(trace=False) for r in answer]}, True
+    return {"line": number, "result": answer.to_dict(trace=False)}, True
+
+
+def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+        else:
+            total[key] = value
+
+
+def _progress(total: int) -> Any:
+    """A tqdm bar on stderr when it is a terminal (and tqdm is installed), else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="line", file=sys.stderr, dynamic_ncols=True)
+
+
+def _existing(path: str) -> str:
     if not Path(path).is_file():
         raise UsageError(f"no such file: {path}")
     return path
@@ -113,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0) and 2
     try:
+        setup_logging(args)
         if args.command == "version":
             from lmq import __version__
 
@@ -120,12 +367,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return command_check(args)
+        if args.command == "models":
+            return command_models(args)
         return command_run(args)
     except KeyboardInterrupt:
         print("lmq: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `lmq run ... | head`: the reader left; not an error of ours
-        sys.stderr.close()
+        try:
+            # no second error when Python flushes stdout at exit; open for the process
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
         return 0
     except LmqError as error:
         print(str(error), file=sys.stderr)

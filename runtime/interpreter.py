@@ -11,14 +11,16 @@ back through :meth:`ProgramState.fill`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import itertools
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lmq import ir
+from lmq import ir, regular
 from lmq.constraints import HoleSpec, constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
@@ -27,6 +29,7 @@ from lmq.runtime.evaluate import BINARY, Evaluator, Scope
 
 _serials = itertools.count()
 ROLES = ("system", "user", "assistant")
+DEFAULT_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ class ProgramState:
     """One running instance of a program (a batch row, a sample, or a beam branch)."""
 
     def __init__(self, program: ir.Program, params: Mapping[str, Any],
-                 tools: Mapping[str, Any], limits: Limits = Limits(),
+                 tools: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS,
                  output: Callable[[str], None] | None = None) -> None:
         self.program = program
         self.limits = limits
@@ -371,19 +374,38 @@ class ProgramState:
         assert call is not None
         func_expr = call.func if isinstance(call, ir.Call) else call
         target = self.evaluator.evaluate(func_expr, frame.scope)
-        if not isinstance(target, QueryFunction):
+        # A host query (an ``lmq.Query`` passed as a tool: anything with a ``checked``
+        # CheckedProgram) runs its program body as a nested query, in its own scope: its
+        # parameters, its own tools, the builtins and the tools of this run.
+        checked = None if isinstance(target, QueryFunction) else getattr(target, "checked", None)
+        if not isinstance(target, QueryFunction) and not isinstance(
+                getattr(checked, "program", None), ir.Program):
             raise LmqRuntimeError(f"'{hole.name}' is filled by something that is not a query",
                                   hole.span)
-        definition = target.definition
         args = [self.evaluator.evaluate(a, frame.scope) for a in getattr(call, "args", ())]
         kwargs = {k.name: self.evaluator.evaluate(k.value, frame.scope)
                   for k in getattr(call, "keywords", ())}
+        if checked is not None:
+            name = func_expr.id if isinstance(func_expr, ir.Name) else "query"
+            definition = _host_query_definition(target, checked, name)
+            order = [p for p in getattr(target, "signature", ()) if p in checked.params]
+            if len(order) == len(checked.params):  # a decorated function's parameter order
+                definition = ir.QueryDef(definition.name, tuple(order), definition.body,
+                                         span=definition.span)
+            covered = {*definition.params[:len(args)], *kwargs}
+            kwargs.update({name: value for name, value in getattr(target, "defaults", {}).items()
+                           if name in definition.params and name not in covered})
+            names = {**self.names, **getattr(target, "tools", {})}
+            self.evaluator.callables.update(id(value) for value in names.values())
+            parent: Scope | None = None
+        else:
+            definition, names, parent = target.definition, self.names, self.globals
         bound = _bind_arguments(definition, args, kwargs, hole)
         depth = 1 + sum(isinstance(f, QueryCall) for f in self.frames)
         if depth > self.limits.depth:
             raise LmqLimitError(f"nested queries are deeper than {self.limits.depth} "
                                 "(limits.depth)", hole.span)
-        scope = Scope(bound, self.globals, self.names)
+        scope = Scope(bound, parent, names)
         self.frames.append(QueryCall(scope, hole, len(self.context), len(self.prompt_parts),
                                      depth))
         self.frames.append(Block(definition.body, scope))
@@ -419,6 +441,10 @@ class ProgramState:
                 value = float(text)
             elif kind == "bool":
                 value = text == "true"
+            elif kind == "labels":
+                value = regular.labels_of(request.spec.regular).parse(text)
+            elif kind == "json":
+                value = json.loads(text)
         except ValueError:
             raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
                                   f"not a valid {kind}", request.hole.span) from None
@@ -436,6 +462,37 @@ class ProgramState:
         if scope is self.globals:
             self.values.setdefault(hole.name, []).append(value)
             self.logprobs[hole.name] = list(logprobs)
+
+
+def _host_query_definition(target: Any, checked: Any, name: str) -> ir.QueryDef:
+    """A host query's program as a query definition: its parameters, its body with the
+    program's ``where`` joined to each prompt statement's own (a nested query's holes see
+    only inline constraints), and the Query's own ``model``, if it names one, as each
+    prompt statement's inline ``from`` where it has none (its ``from`` clause, like any
+    program's, yields to the caller: here the enclosing run)."""
+    program = checked.program
+    model = getattr(target, "model", None)
+    model_expr = ir.Const(model) if model is not None else None
+
+    def fold(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+        out: list[ir.Stmt] = []
+        for stmt in body:
+            if isinstance(stmt, ir.Prompt):
+                where = stmt.where
+                if program.where is not None:
+                    where = program.where if where is None else \
+                        ir.And((where, program.where), span=where.span)
+                stmt = dataclasses.replace(stmt, where=where,
+                                           model=stmt.model if stmt.model is not None
+                                           else model_expr)
+            elif isinstance(stmt, ir.If):
+                stmt = dataclasses.replace(stmt, body=fold(stmt.body), orelse=fold(stmt.orelse))
+            elif isinstance(stmt, (ir.For, ir.While)):
+                stmt = dataclasses.replace(stmt, body=fold(stmt.body))
+            out.append(stmt)
+        return tuple(out)
+
+    return ir.QueryDef(name, tuple(checked.params), fold(program.body), span=program.span)
 
 
 def _bind_arguments(definition: ir.QueryDef, args: list[Any], kwargs: dict[str, Any],

@@ -9,33 +9,36 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from lmq import ir
 from lmq.checks import CheckedProgram
+from lmq.config import Config, default_model_name, load_config, resolve_model
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqParameterError, did_you_mean
 from lmq.limits import Limits
-from lmq.result import Result
+from lmq.result import Result, hole_constraints
 from lmq.runtime.decoding import Decoding, Row, seeded_generator
 from lmq.runtime.interpreter import ProgramState
 from lmq.runtime.models import load_backend
 
-DEFAULT_MODEL = "smollm2"
 _lock = threading.RLock()  # one decoding loop at a time per process: backends are stateful
 
 
-def default_model(checked: CheckedProgram, model: Any = None) -> Any:
+def default_model(checked: CheckedProgram, model: Any = None,
+                  config: Config | None = None) -> Any:
     """The caller's model, else the program's ``from`` clause, else ``LMQ_MODEL``, else
-    the default model."""
+    the configuration's ``model`` (:mod:`lmq.config`), else the default model. Aliases of
+    ``[tool.lmq.models]`` are resolved later, when the model is loaded."""
     if model is not None:
         return model
     clause = checked.program.model
     if isinstance(clause, ir.Const) and isinstance(clause.value, str):
         return clause.value
-    return os.environ.get("LMQ_MODEL") or DEFAULT_MODEL
+    return default_model_name(config)
 
 
 def check_parameters(checked: CheckedProgram, params: Mapping[str, Any],
@@ -56,14 +59,25 @@ def check_parameters(checked: CheckedProgram, params: Mapping[str, Any],
 
 def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             model: Any = None, tools: Mapping[str, Any] | None = None,
-            decoder: DecoderSpec | None = None, limits: Limits = Limits(),
+            decoder: DecoderSpec | None = None, limits: Limits | None = None,
             fail_fast: bool = True, output=None,
-            on_event=None) -> list[Result | list[Result] | LmqError]:
+            on_event=None, force_tokens: bool | None = None,
+            stats: dict[str, Any] | None = None, trace: list[Any] | None = None,
+            ) -> list[Result | list[Result] | LmqError]:
     """Run one instance per input; each entry of the answer is a Result, a list of them
-    (``sample(n>1)``, ``beam``), or — without ``fail_fast`` — the instance's error."""
+    (``sample(n>1)``, ``beam``), or — without ``fail_fast`` — the instance's error.
+    ``force_tokens`` (default on, ``LMQ_FORCED_TOKENS=0`` turns it off) appends the
+    tokens a constraint leaves no choice about without sampling them. A ``stats`` dict is
+    filled with the whole run's counts (:func:`run_stats`): there ``forward_passes`` counts
+    each forward pass once, however many rows shared it. A ``trace`` list is extended with
+    the run's model calls (each result holds them too)."""
+    if force_tokens is None:
+        force_tokens = os.environ.get("LMQ_FORCED_TOKENS", "1") != "0"
     tools = dict(tools or {})
+    limits = limits or Limits()
     decoder = decoder or checked.decoder
-    default = default_model(checked, model)
+    config = load_config()
+    default = default_model(checked, model, config)
     backends: dict[Any, Any] = {}
 
     def resolve(name: Any) -> Any:
@@ -71,7 +85,7 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
         if not isinstance(name, str):
             return name  # a backend object passed by the host
         if name not in backends:
-            backends[name] = load_backend(name)
+            backends[name] = load_backend(resolve_model(name, config))
         return backends[name]
 
     answers: list[Any] = [None] * len(inputs)
@@ -91,15 +105,28 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             if decoder.name == "sample":
                 row.rng = seeded_generator(decoder.seed, index * copies + copy)
             rows.append(row)
+    started = time.perf_counter()
     with _lock:
-        decoding = Decoding(decoder, resolve, on_event)
-        if decoder.name == "beam":
-            from lmq.runtime.beam import run_beam
+        decoding = Decoding(decoder, resolve, on_event, force_tokens)
+        try:
+            if decoder.name == "beam":
+                from lmq.runtime.beam import run_beam
 
-            finished = run_beam(decoding, rows, decoder.n, fail_fast)
-        else:
-            finished = decoding.run(rows, fail_fast)
-    trace = [asdict(entry) for entry in decoding.trace]
+                finished = run_beam(decoding, rows, decoder.n, fail_fast)
+            else:
+                finished = decoding.run(rows, fail_fast)
+        except BaseException:  # an error with fail_fast, Ctrl-C: free every row's KV cache
+            for row in rows:
+                decoding.release(row)
+            raise
+    calls = [asdict(entry) for entry in decoding.trace] + [
+        {"decisions": d} for d in decoding.decisions]
+    if trace is not None:
+        trace.extend(calls)
+    if stats is not None:
+        stats.update(run_stats(decoding, finished, len(inputs),
+                               time.perf_counter() - started))
+    constraints = hole_constraints(checked.program)
     for index in range(len(inputs)):
         if answers[index] is not None:
             continue
@@ -108,15 +135,37 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
         if not good:
             answers[index] = mine[0].error if mine else LmqError("no result")
             continue
-        results = sorted((_result(row, trace) for row in good), key=lambda r: -r.score)
+        results = sorted((_result(row, calls, constraints) for row in good),
+                         key=lambda r: -r.score)
         many = decoder.name == "beam" or (decoder.name == "sample" and decoder.n > 1)
         answers[index] = results if many else results[0]
     return answers
 
 
-def _result(row: Row, trace: list[dict[str, Any]]) -> Result:
+def run_stats(decoding: Decoding, rows: Sequence[Row], instances: int,
+              seconds: float) -> dict[str, Any]:
+    """Counts for a whole run: ``forward_passes`` once per pass (shared by its rows), the
+    token counts summed over every row (beam branches included)."""
+    totals: dict[str, Any] = {"forward_passes": decoding.forward_passes}
+    for row in rows:
+        for key, value in row.counters.as_dict().items():
+            if key != "forward_passes":
+                totals[key] = totals.get(key, 0) + value
+    for key in ("prompt_tokens", "generated_tokens", "forced_tokens", "tokens_reencoded",
+                "billable_tokens"):
+        totals.setdefault(key, 0)
+    totals.update(instances=instances, rows=len(rows), model_calls=len(decoding.trace),
+                  mask_ms=round(decoding.mask_seconds * 1000, 3),
+                  seconds=round(seconds, 3))
+    return totals
+
+
+def _result(row: Row, trace: list[dict[str, Any]],
+            constraints: Mapping[str, str] | None = None) -> Result:
     state = row.state
     return Result(variables=state.variables, values=state.values, prompt=state.prompt,
                   return_value=state.return_value, distribution=state.distribution,
                   logprobs=state.logprobs, score=row.score, trace=trace,
-                  stats=row.counters.as_dict())
+                  stats=row.counters.as_dict(),
+                  segments=[(segment.text, segment.hole) for segment in state.context],
+                  constraints=dict(constraints or {}))
