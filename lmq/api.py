@@ -176,7 +176,8 @@ class Query:
         def listen(event: dict[str, Any]) -> None:
             if stop.is_set():
                 raise _StreamClosed
-            events.put(event)
+            if event["event"] != "done":  # one instance only: the result event says it
+                events.put(event)
 
         def work() -> None:
             try:

@@ -38,6 +38,7 @@ class TraceEntry:
     tokens_in: int
     tokens_out: int
     mask_ms: float
+    forced_tokens: int = 0  # appended without sampling since the previous model call
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Decoding:
         self.trace: list[TraceEntry] = []
         self.decisions: list[dict[str, Any]] = []  # fusion weights per step, per hole
         self.forward_passes = 0
+        self.forced_since_call = 0
         self.mask_seconds = 0.0
 
     # ------------------------------------------------------------ driving
@@ -137,7 +139,8 @@ class Decoding:
                 row.counters.forward_passes += 1
             self.trace.append(TraceEntry(backend.name, len(feeds),
                                          sum(len(ids) for ids in feeds.values()),
-                                         len(feeds), 0.0))
+                                         len(feeds), 0.0, self.forced_since_call))
+            self.forced_since_call = 0
         return [self._combined(row) for row in rows]
 
     def _combined(self, row: Row) -> torch.Tensor:
@@ -158,6 +161,8 @@ class Decoding:
             row.request = request
             if request is None:
                 self.release(row)
+                if self.on_event is not None:
+                    self.on_event({"event": "done", "instance": row.instance})
                 return
             model, row.plan = request.model, None
             if isinstance(model, Ensemble):
@@ -282,6 +287,7 @@ class Decoding:
                 context.push_generated(token)
             row.counters.generated_tokens += 1
             row.counters.forced_tokens += 1
+            self.forced_since_call += 1
             self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
                        token=token, logprob=0.0)
 
