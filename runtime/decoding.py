@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from lmq.constraints import Predicate
@@ -105,8 +106,11 @@ class Decoding:
 
     def step(self, live: list[Row], fail_fast: bool) -> None:
         entries, masking = len(self.trace), self.mask_seconds
-        for row, row_logits in zip(live, self.forward(live)):
-            self._guard(row, lambda r, logits=row_logits: self.choose(r, logits), fail_fast)
+        logits = self.forward(live)
+        picks = self.pick_greedy(live, logits) if self.decoder.name == "argmax" else {}
+        for row, row_logits in zip(live, logits):
+            pick = picks.get(id(row))
+            self._guard(row, lambda r, lg=row_logits, p=pick: self.choose(r, lg, p), fail_fast)
         if len(self.trace) > entries:
             self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
 
@@ -233,16 +237,50 @@ class Decoding:
             hole.end_of_sequence()
         return hole
 
-    def choose(self, row: Row, logits: torch.Tensor) -> None:
-        """Pick the row's next token from its logits (or score a distribution)."""
+    def choose(self, row: Row, logits: torch.Tensor,
+               pick: tuple[int, float] | None = None) -> None:
+        """Pick the row's next token from its logits (or score a distribution); ``pick``
+        is a choice already made for the whole batch by :meth:`pick_greedy`."""
         request = row.request
         assert request is not None and row.runtime is not None
         if request.distribution is not None:
             self.distribution(row, logits, request.distribution)
             return
         assert row.hole is not None
-        token, logprob = self.pick(row.hole, logits, row.rng)
+        token, logprob = pick or self.pick(row.hole, logits, row.rng)
         self.apply(row, token, logprob)
+
+    def pick_greedy(self, rows: list[Row],
+                    logits: list[torch.Tensor]) -> dict[int, tuple[int, float]]:
+        """Greedy choices for all hole rows at once: one stacked mask, one ``masked_fill_``
+        and one ``argmax`` per model instead of one of each per row. Rows whose mask
+        allows nothing are left to the per-row path, which reports the error."""
+        groups: dict[tuple, list[tuple[Row, torch.Tensor]]] = {}
+        for row, row_logits in zip(rows, logits):
+            if row.hole is not None and row.request is not None and \
+                    row.request.distribution is None:
+                key = (row_logits.device, row_logits.shape[-1])
+                groups.setdefault(key, []).append((row, row_logits))
+        picks: dict[int, tuple[int, float]] = {}
+        for (device, width), pairs in groups.items():
+            start = time.perf_counter()
+            stacked = torch.stack([row_logits for _, row_logits in pairs])
+            masks = [row.hole.mask(width) for row, _ in pairs]  # type: ignore[union-attr]
+            scores = stacked
+            if any(mask is not None for mask in masks):
+                allowed = np.stack([np.ones(width, dtype=bool) if m is None else m
+                                    for m in masks])
+                scores = stacked.masked_fill(~torch.from_numpy(allowed).to(device),
+                                             float("-inf"))
+            tokens = torch.argmax(scores, dim=-1)
+            logprobs = stacked.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(stacked, -1)
+            finite = torch.isfinite(scores.gather(1, tokens[:, None])[:, 0])
+            self.mask_seconds += time.perf_counter() - start
+            for (row, _), token, logprob, ok in zip(pairs, tokens.tolist(),
+                                                   logprobs.tolist(), finite.tolist()):
+                if ok:
+                    picks[id(row)] = (token, logprob)
+        return picks
 
     def apply(self, row: Row, token: int, logprob: float) -> None:
         """Extend the row's hole with ``token`` (end-of-sequence ends it)."""
