@@ -1,0 +1,210 @@
+"""Evaluate knowledge preference (instruction > context > parametric) on the dev set.
+
+Settings and scoring follow the data README ("Knowledge preference"): answers are
+normalized (lower-case, no punctuation, no articles, collapsed whitespace) and compared with
+the answer and its aliases; accuracy is reported per setting, plus the share of answers
+equal to the parametric (world-knowledge) answer in the three conflict settings.
+
+Modes, all with the same system line and answer style:
+
+* ``plain``: the instruction, the context and the question as plain lines;
+* ``prompt``: labelled sections after a precedence sentence
+  (``lmq.stdlib.knowledge.render_sections``);
+* ``cascade``: ``lmq.stdlib.knowledge.cascade_answer`` (ask each source alone with an
+  "unanswerable" way out, fall back down the hierarchy);
+* ``contrastive``: the plain program with ``{:instruction}`` / ``{:context}`` sections and
+  ``prefer instruction > context > parametric with mode="contrastive"``: it runs whatever the
+  decoding loop does with ``prefer`` (until the loop implements it, the same as ``plain``).
+
+    python bench/eval_knowledge.py --model smollm2 --limit 4 --out /tmp/knowledge.json
+
+``--limit N`` keeps the first N items of each setting; ``--modes`` picks modes. The
+cascade runs once per item asking every source (``margin=inf``) and is reported at each of
+``--margins`` (mean log-probability per token) by replaying its decision rule on the
+recorded steps; its passes per item are those of the full run (an upper bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import lmq
+from lmq.stdlib.knowledge import (
+    SENTINEL,
+    STYLE,
+    SYSTEM,
+    cascade_answer,
+    is_correct,
+    normalize_answer,
+    render_sections,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETTINGS = ("instruction_vs_context", "context_vs_parametric", "instruction_vs_parametric",
+            "irrelevant_context", "all_agree")
+CONFLICTS = SETTINGS[:3]
+MODES = ("plain", "prompt", "cascade", "contrastive")
+
+# The plain and contrastive programs differ only in the prefer clause.
+SECTIONED = '''argmax
+    "{:system}{system}{:user}"
+    if instruction:
+        "{:instruction}{instruction}\\n"
+    if context:
+        "{:context}{context}\\n"
+    "Question: {question}\\n{style}{:assistant}Answer:[A]"
+where
+    STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < 16
+'''
+CONTRASTIVE = SECTIONED + 'prefer\n    instruction > context > parametric with mode="contrastive"\n'
+RENDERED = '''argmax
+    "{:system}{system}{:user}{body}\\n{style}{:assistant}Answer:[A]"
+where
+    STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < 16
+'''
+
+
+def data_dir() -> Path:
+    for candidate in (os.environ.get("LMQ_EVAL_DATA"), DATA, Path("/work/shared/data")):
+        if candidate and (Path(candidate) / "knowledge_preference_dev.jsonl").is_file():
+            return Path(candidate)
+    sys.exit("knowledge_preference_dev.jsonl not found (set LMQ_EVAL_DATA)")
+
+
+def contrastive_available() -> bool:
+    from lmq.runtime import decoding
+
+    return hasattr(decoding, "PREFER_MODES")
+
+
+def answer(mode: str, item: dict, model: str) -> tuple[Any, int]:
+    """(answer, forward passes); for the cascade, its steps with every source asked."""
+    instruction, context = item.get("instruction") or "", item.get("context") or ""
+    if mode == "cascade":
+        stats_before = _passes(model)
+        out = cascade_answer(item["question"], instruction or None, context or None,
+                             model=model, margin=math.inf)
+        return out["steps"], _passes(model) - stats_before
+    if mode == "prompt":
+        body = render_sections(item["question"], instruction or None, context or None)
+        result = lmq.query(RENDERED, model=model)(system=SYSTEM, body=body, style=STYLE)
+    else:
+        source = CONTRASTIVE if mode == "contrastive" else SECTIONED
+        result = lmq.query(source, model=model)(system=SYSTEM, instruction=instruction,
+                                                context=context, question=item["question"],
+                                                style=STYLE)
+    return result.variables["A"].strip(), result.stats.get("forward_passes", 0)
+
+
+def cascade_at(steps: list[dict], margin: float) -> str | None:
+    """The cascade's answer at ``margin``, replayed from a run that asked every source (the
+    decision rule of ``lmq.stdlib.knowledge``; each step's answer and scores do not depend
+    on the margin)."""
+    for step in steps:
+        if step["sentinel_score"] is None:
+            return step["answer"]
+        declined = not step["answer"] or \
+            normalize_answer(step["answer"]) == normalize_answer(SENTINEL)
+        if not declined and step["answer_score"] - step["sentinel_score"] > margin:
+            return step["answer"]
+    return None
+
+
+def _passes(model: str) -> int:
+    """Forward passes the backend has run (cascade mixes decoding and scoring passes)."""
+    from lmq.stdlib._scoring import backend_for
+
+    return backend_for(model).stats.forward_passes
+
+
+def report(rows: list[dict], modes: list[str]) -> str:
+    lines = ["| mode | " + " | ".join(SETTINGS) + " | overall | parametric share (conflicts) "
+             "| passes/item |", "|---" * (len(SETTINGS) + 4) + "|"]
+    for mode in modes:
+        cells = []
+        for setting in SETTINGS:
+            members = [r for r in rows if r["setting"] == setting]
+            ok = sum(r[mode]["correct"] for r in members)
+            cells.append(f"{ok}/{len(members)}" if members else "-")
+        total = sum(r[mode]["correct"] for r in rows)
+        conflicts = [r for r in rows if r["setting"] in CONFLICTS]
+        parametric = sum(r[mode]["parametric"] for r in conflicts)
+        passes = sum(r[mode]["passes"] for r in rows) / max(len(rows), 1)
+        lines.append(f"| {mode} | " + " | ".join(cells) +
+                     f" | {total / max(len(rows), 1):.3f} | "
+                     f"{parametric / max(len(conflicts), 1):.3f} | {passes:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--limit", type=int, default=None, help="first N items per setting")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--margins", default="-1,-0.5,0,0.5,1,2",
+                        help="cascade margins to report (replayed from one run)")
+    parser.add_argument("--out", help="write per-item answers as JSON")
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    margins = [float(m) for m in args.margins.split(",") if m.strip()]
+    for mode in modes:
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+    if "contrastive" in modes and not contrastive_available():
+        print("note: lmq.runtime.decoding has no PREFER_MODES yet, so the decoding loop "
+              "ignores `prefer` and the contrastive column equals plain", file=sys.stderr)
+    items = [json.loads(line) for line in
+             (data_dir() / "knowledge_preference_dev.jsonl").read_text().splitlines()
+             if line.strip()]
+    if args.limit is not None:
+        counts: dict[str, int] = {}
+        items = [it for it in items
+                 if counts.setdefault(it["setting"], 0) < args.limit
+                 and not counts.update({it["setting"]: counts[it["setting"]] + 1})]
+    started = time.perf_counter()
+    rows = []
+    for i, item in enumerate(items, 1):
+        row = {"id": item["id"], "setting": item["setting"], "gold": item["answer"]}
+        for mode in modes:
+            got, passes = answer(mode, item, args.model)
+            if mode == "cascade":
+                row["cascade_steps"] = got
+                for margin in margins:
+                    name = f"cascade (margin {margin:g})"
+                    value = cascade_at(got, margin)
+                    row[name] = {"answer": value, "passes": passes,
+                                 "correct": is_correct(value, item["answer"], item["aliases"]),
+                                 "parametric": is_correct(value, item["parametric_answer"])}
+                continue
+            row[mode] = {"answer": got, "passes": passes,
+                         "correct": is_correct(got, item["answer"], item["aliases"]),
+                         "parametric": is_correct(got, item["parametric_answer"])}
+        rows.append(row)
+        columns = [m for m in row if m not in ("id", "setting", "gold", "cascade_steps")]
+        print(f"[{i}/{len(items)}] {item['id']} gold={item['answer']!r} " +
+              " ".join(f"{m}={row[m]['answer']!r}" for m in columns) +
+              f" ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    columns = [m for m in rows[0] if m not in ("id", "setting", "gold", "cascade_steps")] \
+        if rows else modes
+    print(f"model: {args.model}, items: {len(rows)}, "
+          f"{time.perf_counter() - started:.0f} s"
+          + ("" if "contrastive" not in modes or contrastive_available()
+             else " (contrastive not implemented by the decoding loop yet: equals plain)")
+          + "\n")
+    print(report(rows, columns))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,39 @@
+"""stdlib_routing.py — choosing a specialist model for each request.
+
+Shows: ``route`` by sentence-embedding similarity to each specialist's description and
+examples, and by a language model's constrained choice among the names (a probability per
+name); the answer is the chosen model's spec, so a program can run its next hole on it
+with ``from route(...)``; ``decision`` gives the scores inside a program. Specialists can
+also be declared as ``[tool.lmq.specialists.NAME]`` tables (model, description, examples,
+system) in pyproject.toml or lmq.toml.
+
+Run: python examples/stdlib_routing.py [MODEL]   (default: $LMQ_MODEL, else smollm2)
+"""
+
+import os
+import sys
+
+import lmq
+from lmq.stdlib.routing import route
+
+MODEL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LMQ_MODEL", "smollm2")
+specialists = {
+    "geography": {"model": MODEL, "description": "Countries, capitals, rivers, mountains.",
+                  "examples": ["What is the capital of Peru?"]},
+    "cooking": {"model": MODEL, "description": "Recipes, ingredients and kitchen advice.",
+                "examples": ["How long should I boil an egg?"]},
+}
+for request in ("Which river flows through Vienna?", "How do I make a pancake batter?"):
+    by_embedding = route(request, specialists)
+    by_lm = route(request, specialists, by="lm", model=MODEL)
+    print(f"{request}\n  embedding -> {by_embedding.name} "
+          f"{ {k: round(v, 3) for k, v in by_embedding.scores.items()} }\n"
+          f"  lm        -> {by_lm.name} { {k: round(v, 3) for k, v in by_lm.scores.items()} }")
+
+result = lmq.query('''
+from lmq.stdlib.routing import route, decision
+r = route(q, specialists)
+"Q: {q}\\nA:[A]" from r where STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < 12
+return decision(r)["name"]
+''')(q="What is the capital of Canada?", specialists=specialists)
+print(f"program: routed to {result.return_value}, answered {result['A']!r}")

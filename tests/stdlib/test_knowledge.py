@@ -1,0 +1,112 @@
+"""lmq.stdlib.knowledge: answer normalisation (data README), the prompt mode's rendering,
+and the cascade's mechanics with an exactly scored sentinel."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lmq.stdlib.knowledge import (
+    ORDER,
+    cascade_answer,
+    is_correct,
+    normalize_answer,
+    precedence_text,
+    render_sections,
+    render_segments,
+)
+
+
+def test_normalisation_follows_the_data_readme():
+    assert normalize_answer("  The Eiffel-Tower!  ") == "eiffeltower"
+    assert normalize_answer("A cat, an apple and THE dog.") == "cat apple and dog"
+    assert normalize_answer("Theatre") == "theatre"  # articles only as whole words
+    assert is_correct("Rome.", "Rome")
+    assert is_correct("roma", "Rome", ["Roma"])
+    assert is_correct("São Paulo", "Sao Paulo", ["São Paulo"])
+    assert not is_correct("Paris", "Rome", ["Roma"])
+    assert not is_correct(None, "Rome")
+
+
+def test_precedence_text_names_the_sources_in_order():
+    text = precedence_text(ORDER)
+    assert text.index("user assumptions") < text.index("context documents") < \
+        text.index("what you know")
+    assert precedence_text(["context", "parametric"]).startswith("Treat the context")
+    with pytest.raises(ValueError):
+        precedence_text(["instruction", "memes"])
+    with pytest.raises(ValueError):
+        precedence_text(["context", "context"])
+
+
+def test_render_sections_orders_and_omits_sections():
+    text = render_sections("Where is it?", "Assume it is in Rome.", ["Doc one.", "Doc two."])
+    assert text.index("User assumptions (highest priority):\nAssume it is in Rome.") < \
+        text.index("Context documents:\nDoc one.\nDoc two.") < text.index("Question: Where")
+    only_context = render_sections("Q?", None, "Doc.")
+    assert "User assumptions" not in only_context
+    assert "Context documents (highest priority):\nDoc." in only_context
+    assert render_sections("Q?") == "Question: Q?"
+    flipped = render_sections("Q?", "I.", "C.", order=("context", "instruction", "parametric"))
+    assert flipped.index("Context documents (highest priority)") < flipped.index("User")
+
+
+def test_render_segments_keeps_text_and_tags():
+    pieces = [("Intro. ", None), ("Assume A.\n", "instruction"), ("Doc.\n", "context"),
+              ("More doc.\n", "context"), ("Q?", None)]
+    out = render_segments(pieces)
+    assert [p for p in out if p in pieces] == pieces  # every piece, in order, unchanged
+    texts = [text for text, _ in out]
+    assert texts[1] == precedence_text(ORDER) + "\n\n"
+    assert out[2] == ("User assumptions (highest priority):\n", "instruction")
+    assert ("Context documents:\n", "context") in out
+    assert sum(t.startswith("Context documents") for t in texts) == 1  # one heading per run
+    assert render_segments([("Just a question", None)]) == [("Just a question", None)]
+
+
+def test_cascade_margins_choose_where_it_stops(tiny):
+    kwargs = {"instruction": "Assume the tower is in Rome.", "context": "The tower is in Paris.",
+              "model": tiny, "max_tokens": 4}
+    first = cascade_answer("Where is the tower?", margin=-math.inf, **kwargs)
+    assert first["source"] == "instruction" and len(first["steps"]) == 1
+    last = cascade_answer("Where is the tower?", margin=math.inf, **kwargs)
+    assert last["source"] == "parametric"
+    assert [s["source"] for s in last["steps"]] == ["instruction", "context", "parametric"]
+    assert not any(s["answered"] for s in last["steps"][:2])
+    assert last["answer"] == last["steps"][-1]["answer"]
+    only = cascade_answer("Where is the tower?", model=tiny, max_tokens=4)
+    assert [s["source"] for s in only["steps"]] == ["parametric"]
+    none = cascade_answer("Q?", context="C.", model=tiny, max_tokens=4, margin=math.inf,
+                          order=("instruction", "context"))
+    assert none["answer"] is None and none["source"] is None
+
+
+def test_the_sentinel_is_scored_exactly(tiny, reference_logprobs):
+    from lmq.stdlib import knowledge
+    from lmq.stdlib._scoring import prompt_ids
+
+    out = cascade_answer("Where is the tower?", context="The tower is in Paris.", model=tiny,
+                         max_tokens=4, margin=math.inf, order=("context",))
+    step = out["steps"][0]
+    params = {"system": knowledge.SYSTEM, "noun": knowledge.NOUNS["context"],
+              "sentinel": knowledge.SENTINEL, "header": knowledge.HEADERS["context"],
+              "text": "The tower is in Paris.", "question": "Where is the tower?",
+              "style": knowledge.STYLE, "max_tokens": 4}
+    _, prefix = prompt_ids(knowledge._SOURCE_PROGRAM, params, tiny)
+    sentinel = reference_logprobs(tiny, prefix, tiny.encode(" " + knowledge.SENTINEL))
+    assert step["sentinel_score"] == pytest.approx(sum(sentinel) / len(sentinel), abs=1e-4)
+    raw = out["steps"][0]["raw"]
+    answer = reference_logprobs(tiny, prefix, tiny.encode(raw))
+    assert step["answer_score"] == pytest.approx(sum(answer) / len(answer), abs=1e-4)
+
+
+@pytest.mark.smollm2
+def test_smollm2_cascade_follows_an_instruction_and_keeps_world_knowledge():
+    followed = cascade_answer("What is the capital of France?",
+                              instruction="Assume that the capital of France is Lyon.",
+                              model="smollm2")
+    assert followed["source"] == "instruction" and is_correct(followed["answer"], "Lyon")
+    fallback = cascade_answer("What is the capital of France?",
+                              context="Bananas are rich in potassium.", model="smollm2")
+    assert is_correct(fallback["answer"], "Paris")  # from either source: both say Paris
