@@ -42,7 +42,8 @@ from lmq.errors import LmqError
 DEFAULT_MODEL = "smollm2"
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_LOG_LEVEL = "WARNING"
-KEYS = ("model", "decoder", "batch_size", "log_level", "models", "specialists")  # specialists: lmq.stdlib.routing
+# "specialists" is read by lmq.stdlib.routing
+KEYS = ("model", "decoder", "batch_size", "log_level", "models", "specialists")
 
 
 class LmqConfigError(LmqError):

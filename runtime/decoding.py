@@ -169,6 +169,10 @@ class Decoding:
                     self.on_event({"event": "done", "instance": row.instance})
                 return
             model, row.plan = request.model, None
+            if isinstance(model, str) and hasattr(model, "scores"):  # lmq.stdlib.routing.Route
+                self.decisions.append({"instance": row.instance, "hole": request.hole.name,
+                                       "route": str(model), "by": getattr(model, "by", None),
+                                       "scores": dict(model.scores)})
             if isinstance(model, Ensemble):
                 model, row.plan = model.main, ensemble_plan(model)
             elif request.prefer is not None and request.distribution is None:

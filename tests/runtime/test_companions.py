@@ -95,3 +95,13 @@ def test_prefer_changes_decoding_with_strength():
     plain = execute(lmq.query(PREFER.rsplit("prefer", 1)[0]).checked, [{}],
                     model="tiny-random")[0]
     assert strong.score != plain.score
+
+
+def test_routing_decisions_are_in_the_trace():
+    source = ('from lmq.stdlib.routing import route\n'
+              '"Q: {q}\\nA:[A]" from route(q, ["tiny-random"], by="lm", model="tiny-random") '
+              'where len(TOKENS(A)) < 3\n')
+    result = lmq.query(source, model="tiny-random")(q="hi")
+    decisions = [entry["decisions"] for entry in result.trace if "decisions" in entry]
+    assert decisions and decisions[0]["route"] == "tiny-random"
+    assert decisions[0]["scores"] == {"tiny-random": pytest.approx(1.0)}
