@@ -16,6 +16,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+
 from lmq.runtime.models import load_backend
 
 PROMPTS = [
@@ -94,9 +95,10 @@ def main() -> None:
             hf_times.append(hf_generate(backend, texts))
         tokens = batch * NEW_TOKENS
         lmq_s, hf_s = statistics.median(lmq_times), statistics.median(hf_times)
-        print(f"batch {batch:3d}: lmq {tokens / lmq_s:7.1f} tok/s ({lmq_s * 1000 / NEW_TOKENS:6.1f} "
-              f"ms/step)   generate {tokens / hf_s:7.1f} tok/s ({hf_s * 1000 / NEW_TOKENS:6.1f} "
-              f"ms/step)   lmq/generate {hf_s / lmq_s:4.2f}x")
+        print(f"batch {batch:3d}: lmq {tokens / lmq_s:7.1f} tok/s "
+              f"({lmq_s * 1000 / NEW_TOKENS:6.1f} ms/step)   "
+              f"generate {tokens / hf_s:7.1f} tok/s ({hf_s * 1000 / NEW_TOKENS:6.1f} ms/step)   "
+              f"lmq/generate {hf_s / lmq_s:4.2f}x")
 
 
 if __name__ == "__main__":
