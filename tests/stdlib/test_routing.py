@@ -118,4 +118,4 @@ def test_routing_across_two_models_keeps_each_models_cache():
               '"\\nQ: And of Italy?\\nA:[B]" from "tiny-random" where len(TOKENS(B)) < 3\n')
     result = lmq.query(source)(q="What is the capital of France?", table=table)
     assert "Paris" in result.variables["A"]  # routed to SmolLM2, not the random model
-    assert {entry["model"] for entry in result.trace} == {"smollm2", "tiny-random"}
+    assert {entry["model"] for entry in result.trace if "model" in entry} == {"smollm2", "tiny-random"}
