@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup test test-fast lint bench clean
+.PHONY: setup test test-fast lint bench fuzz clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ lint: setup
 
 bench: setup
 	$(PY) bench/run_all.py
+
+# A long fuzzing run (the suite runs a bounded one): MINUTES=30 make fuzz
+fuzz: setup
+	$(PY) bench/fuzz.py --minutes $(or $(MINUTES),10) --e2e
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -40,8 +40,9 @@ from lmq.lower import lower_source, program_holes
 from lmq.names import bound_names, children, query_defs
 from lmq.regular import check_regex
 
-ALLOWED_BUILTINS = frozenset(
-    ["len", "range", "str", "int", "float", "bool", "list", "dict", "tuple", "set", "enumerate", "zip", "min", "max", "sum", "sorted", "reversed", "abs", "round", "any", "all", "print", "repr", "isinstance"])
+ALLOWED_BUILTINS = frozenset((  # LANGUAGE.md section 3; lmq.runtime.sandbox provides them
+    "len range str int float bool list dict tuple set enumerate zip min max sum sorted "
+    "reversed abs round any all print repr isinstance").split())
 FORBIDDEN_BUILTINS = frozenset(dir(builtins)) - ALLOWED_BUILTINS
 FORBIDDEN_ATTRIBUTES = ("format", "format_map")
 STDLIB = "lmq.stdlib."
@@ -187,6 +188,7 @@ class _Checker:
             function = query.func if isinstance(query, ir.Call) else query
             if isinstance(function, ir.Name) and function.id not in self.visiblequery_defs(scope):
                 name = function.id
+                self.private(name, function)
                 if name in ALLOWED_BUILTINS or name in FORBIDDEN_BUILTINS:
                     raise self.error(f"'{name}' is not a hole type or a query", function,
                                      "the hole types are int, float and bool")

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --inputs: write result lines here (default: stdout)")
     run.add_argument("--batch-size", type=int, metavar="N",
                      help="with --inputs: instances decoded together (default 16)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="wall-clock limit per program instance (limits.timeout)")
+    run.add_argument("--max-steps", type=int, metavar="N",
+                     help="statements and loop iterations per instance (limits.steps)")
     check = commands.add_parser("check", parents=[common],
                                 help="compile a program without loading a model")
     check.add_argument("file")
@@ -103,7 +107,7 @@ def parse_args(pairs: Sequence[str]) -> dict[str, Any]:
             raise UsageError(f"--arg expects NAME=VALUE, got {pair!r}")
         try:
             params[name] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or JSON Python cannot hold
             params[name] = value
     return params
 
@@ -191,7 +195,7 @@ def command_run(args: argparse.Namespace) -> int:
     if (args.output or args.batch_size) and not args.inputs:
         raise UsageError("--output and --batch-size need --inputs")
     q = query(_existing(args.file), model=args.model, tools=load_tools(args.tools),
-              decoder=args.decoder)
+              decoder=args.decoder, limits=_limits(args))
     if args.inputs:
         return run_inputs(q, args, params)
     stats: dict[str, Any] = {}
@@ -211,6 +215,21 @@ def command_run(args: argparse.Namespace) -> int:
                 print(f"--- result {i + 1} (score {result.score:.3f})")
             print(result.prompt)
     return 0
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    """The ``Limits`` of ``--timeout``/``--max-steps`` (None: the defaults)."""
+    from dataclasses import replace
+
+    from lmq.limits import Limits
+
+    changes = {name: value for name, value in
+               (("timeout", args.timeout), ("steps", args.max_steps)) if value is not None}
+    try:
+        return replace(Limits(), **changes) if changes else None
+    except LmqError as error:
+        raise UsageError(str(error).replace("limits.timeout", "--timeout")
+                         .replace("limits.steps", "--max-steps")) from None
 
 
 def _write_trace(path: str, trace: list[dict[str, Any]], stats: dict[str, Any]) -> None:
@@ -248,6 +267,10 @@ def read_inputs(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, (f"line {number} is not valid JSON: {error.msg} (column "
                            f"{error.colno})")
             continue
+        except (ValueError, RecursionError) as error:  # huge integers, deep nesting
+            reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
+            yield number, f"line {number} is not usable JSON: {reason}"
+            continue
         if not isinstance(value, dict):
             yield number, f"line {number} is not a JSON object of parameters"
             continue
@@ -269,7 +292,7 @@ def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> in
         if args.output:
             try:
                 out = stack.enter_context(open(args.output, "w", encoding="utf-8",
-                                               newline="\n"))
+                                               newline="\n", errors="backslashreplace"))
             except OSError as error:
                 raise UsageError(f"cannot write {args.output}: {error}") from None
         progress = _progress(len(lines))
@@ -353,6 +376,9 @@ def _existing(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # text the terminal cannot show is escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

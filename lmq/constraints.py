@@ -210,8 +210,7 @@ class _SpecBuilder:
             return regular.OneOf(tuple(self.strings(atom.args[0], atom)))
         if kind == "regex":
             pattern = self.string(atom.args[0], atom)
-            regular.check_regex(pattern)
-            return regular.Regex(pattern)
+            return self.checked(_regex, atom, pattern)
         text = self.string(atom.args[0], atom)
         if kind == "span":
             return regular.Substring(text)
@@ -232,6 +231,10 @@ class _SpecBuilder:
         except (TypeError, ValueError) as e:
             raise LmqConstraintError(f"{e} (in the constraint on '{self.hole}')",
                                      atom.span) from None
+        except LmqCompileError as e:  # a pattern known only at run time: point at the atom
+            if e.span is None:
+                e.span = atom.span
+            raise
 
     def integer(self, expr: ir.Expr, atom: ir.Atom) -> int:
         value = self.evaluate(expr)
@@ -258,6 +261,11 @@ class _SpecBuilder:
             raise LmqConstraintError(
                 f"expected a list of strings in the constraint on '{self.hole}'", atom.span)
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+
+
+def _regex(pattern: str) -> regular.Regex:
+    regular.check_regex(pattern)
+    return regular.Regex(pattern)
 
 
 def _min(a: int | None, b: int) -> int:

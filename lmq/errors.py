@@ -18,8 +18,8 @@ class Source:
     filename: str = "<string>"
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        lines = self.text.split("\n")  # as position() counts lines
+        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a 0-based character offset."""

@@ -96,15 +96,34 @@ _indenter = Indenter()
 
 
 def _cache_path(grammar: str) -> str | bool:
-    """A cache file in the user's own cache folder (Lark's default, a shared temporary
-    folder, would load a pickle anyone could have written); False when there is none."""
+    """A cache file in the user's own cache folder: ``$LMQ_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/lmq``, else ``~/.cache/lmq`` (Lark's default, a shared temporary
+    folder, would load a pickle anyone could have written); False when there is none, when
+    ``LMQ_NO_CACHE`` is set, or when an existing cache file is not the user's own or is
+    writable by others. A damaged cache file is rebuilt by Lark."""
+    if os.environ.get("LMQ_NO_CACHE", "") not in ("", "0"):
+        return False
     digest = hashlib.sha256((grammar + lark.__version__).encode()).hexdigest()[:16]
     try:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmq"
+        root = os.environ.get("LMQ_CACHE_DIR")
+        folder = Path(root) if root else \
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lmq"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"grammar-{digest}.lark-cache"
+        if path.exists() and not _trusted(path):
+            return False
     except (OSError, RuntimeError):
         return False
-    return str(folder / f"grammar-{digest}.lark-cache") if os.access(folder, os.W_OK) else False
+    return str(path) if os.access(folder, os.W_OK) else False
+
+
+def _trusted(path: Path) -> bool:
+    """A regular file owned by this user that no one else can write (where POSIX)."""
+    info = path.lstat()
+    if not path.is_file() or path.is_symlink():
+        return False
+    getuid = getattr(os, "getuid", None)
+    return getuid is None or (info.st_uid == getuid() and not info.st_mode & 0o022)
 
 
 def get_parser() -> Lark:

@@ -52,6 +52,9 @@ def run_beam(decoding: Decoding, rows: list[Row], width: int, fail_fast: bool) -
             for row in {id(r): r for _, r, _, _ in options}.values():
                 if id(row) not in picked:
                     decoding.release(row)
+        still = decoding.still_live(live, fail_fast)
+        finished += [row for row in live if not row.active]
+        live = still
     return _distinct(finished, width)
 
 

@@ -99,10 +99,18 @@ class Decoding:
         for row in rows:
             self._guard(row, self.advance, fail_fast)
         while True:
-            live = [row for row in rows if row.active]
+            live = self.still_live(rows, fail_fast)
             if not live:
                 return rows
             self.step(live, fail_fast)
+
+    def still_live(self, rows: list[Row], fail_fast: bool) -> list[Row]:
+        """The active rows, after stopping those past their run's ``limits.timeout`` (a long
+        hole runs no statements, so the interpreter cannot check it)."""
+        for row in rows:
+            if row.active:
+                self._guard(row, lambda r: r.state.check_deadline(), fail_fast)
+        return [row for row in rows if row.active]
 
     def step(self, live: list[Row], fail_fast: bool) -> None:
         entries, masking = len(self.trace), self.mask_seconds
@@ -233,8 +241,15 @@ class Decoding:
         budget = min(self.decoder.max_tokens, context.max_len - context.length)
         if spec.max_tokens is not None:
             budget = min(budget, spec.max_tokens)
-        hole = HoleRun(spec, runtime.guide(spec.regular), runtime.text_bytes, runtime.eos_ids,
-                       budget, request.hole.span)
+        budget = max(budget, 0)  # `len(TOKENS(X)) < 0`, a prompt already past max_len
+        try:
+            guide = runtime.guide(spec.regular)
+        except LmqError as error:  # a schema or pattern known only now: name the hole
+            if error.span is None:
+                error.span = request.hole.span
+            raise error.with_source(row.state.program.source) from None
+        hole = HoleRun(spec, guide, runtime.text_bytes, runtime.eos_ids, budget,
+                       request.hole.span)
         if hole.exhausted() or budget == 0:
             if not hole.can_end():
                 hole.fail("no token can start the value")

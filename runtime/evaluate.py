@@ -3,16 +3,25 @@
 Expressions never contain holes, so evaluating one never needs the model: the interpreter
 calls :meth:`Evaluator.evaluate` synchronously. Every name, attribute and call goes through
 :mod:`lmq.runtime.sandbox`; every value that can grow is size-checked.
+
+Memory (``limits.memory``): each sizeable value an operation creates is charged to the
+evaluator; once the charges since the last measurement pass a quarter of the bound, the
+values the program still holds (its variables, given by the interpreter as ``roots``, and
+the partial results of the expressions being evaluated, kept on ``held``) are measured,
+and a program holding more than the bound stops. Values that are only read (a variable, an
+item of a list) are not charged: a fresh value is one nothing else refers to yet.
 """
 
 from __future__ import annotations
 
+import builtins
 import operator
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lmq import ir
-from lmq.errors import LmqError, LmqRuntimeError, LmqSandboxError
+from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
 from lmq.runtime import sandbox
 
@@ -31,6 +40,23 @@ COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "not in": lambda a, b: a not in b, "is": operator.is_, "is not": operator.is_not,
 }
 _UNDEFINED = object()
+_CHARGE_FLOOR = 4096  # values smaller than this are not charged one by one
+_BUILTIN_NAMES = {id(getattr(builtins, name)): name for name in sandbox.ALLOWED_BUILTIN_NAMES}
+
+
+def _sizeable(value: Any) -> bool:
+    kind = type(value)
+    return (kind is str or kind is list or kind is dict or kind is tuple or kind is set) \
+        and len(value) >= _CHARGE_FLOOR // 8
+
+
+def _refcount(value: Any) -> int:
+    return sys.getrefcount(value)
+
+
+# References a just-made value has when passed straight to Evaluator.charge (calibrated:
+# the count differs between Python versions).
+_FRESH_REFS = _refcount("".join(["fresh", "value"]))
 
 
 class Scope:
@@ -59,19 +85,23 @@ class Scope:
 
 class Evaluator:
     """Evaluates expressions; ``tick`` is called once per loop iteration of a
-    comprehension so step limits and timeouts also bound expressions."""
+    comprehension so step limits and timeouts also bound expressions. ``roots`` gives the
+    values the program holds (for the memory bound)."""
 
-    def __init__(self, limits: Limits, callables: set[int], tick: Callable[[], None]) -> None:
+    def __init__(self, limits: Limits, callables: set[int], tick: Callable[[], None],
+                 roots: Callable[[], Iterable[Any]] = tuple) -> None:
         self.limits = limits
         self.callables = callables  # ids of the builtins, tools and stdlib names
         self.tick = tick
+        self.roots = roots
+        self.held: list[Any] = []  # partial results of the expressions being evaluated
+        self.charged = 0
+        self.collisions = sandbox.Collisions()
         self.dispatch: dict[type, Callable[[Any, Scope], Any]] = {
             ir.Name: self._name, ir.Const: lambda e, s: e.value, ir.FString: self._fstring,
-            ir.ListExpr: lambda e, s: [self.evaluate(x, s) for x in e.elts],
-            ir.TupleExpr: lambda e, s: tuple(self.evaluate(x, s) for x in e.elts),
-            ir.SetExpr: lambda e, s: {self.evaluate(x, s) for x in e.elts},
-            ir.DictExpr: lambda e, s: {self.evaluate(k, s): self.evaluate(v, s)
-                                       for k, v in zip(e.keys, e.values)},
+            ir.ListExpr: lambda e, s: self.charge(self._all(e.elts, s)),
+            ir.TupleExpr: lambda e, s: self.charge(tuple(self._all(e.elts, s))),
+            ir.SetExpr: self._set, ir.DictExpr: self._dict,
             ir.Comprehension: self._comprehension, ir.IfExp: self._ifexp,
             ir.BinOp: self._binop, ir.UnaryOp: self._unary, ir.BoolOp: self._boolop,
             ir.Compare: self._compare, ir.Call: self._call, ir.Attribute: self._attribute,
@@ -87,8 +117,61 @@ class Evaluator:
             raise
         except RecursionError:
             raise LmqRuntimeError("expression nested too deeply", expr.span) from None
-        except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as error:
+        except MemoryError:
+            raise LmqLimitError("the host ran out of memory evaluating this expression "
+                                "(lower limits.memory or the size limits)", expr.span) from None
+        except Exception as error:  # a wrong type, or a host object's method that raised
             raise LmqRuntimeError(f"{type(error).__name__}: {error}", expr.span) from None
+
+    def is_callable(self, function: Any) -> bool:
+        """Whether a program may call ``function`` (directly, as ``key=``, as a predicate)."""
+        return id(function) in self.callables or sandbox.is_basic_method(function)
+
+    # ------------------------------------------------------------ memory
+
+    def charge(self, value: Any) -> Any:
+        """Account for a value an operation has just made; returns it. Pass the value
+        straight from the call that made it: a value something else already refers to is
+        not new memory and is not charged."""
+        kind = type(value)
+        if kind is str:
+            size = len(value)
+        elif kind is list or kind is tuple or kind is dict or kind is set:
+            size = 8 * len(value)
+        else:
+            return value
+        if size < _CHARGE_FLOOR or _refcount(value) > _FRESH_REFS + 1:
+            return value
+        self.charged += size
+        if self.charged > max(self.limits.memory // 4, 1 << 20):
+            self.charged = 0
+            self.check_memory(value)
+        return value
+
+    def check_memory(self, *extra: Any) -> None:
+        """Measure what the program holds; raise past ``limits.memory``."""
+        memory = self.limits.memory
+        held = sandbox.measure([*self.roots(), self.held, *extra], memory)
+        if held > memory:
+            raise LmqLimitError(f"the program's values take more than {memory:,} bytes "
+                                "(limits.memory)")
+
+    def _all(self, exprs: Iterable[ir.Expr], scope: Scope) -> list[Any]:
+        """Evaluate ``exprs`` in order; once one of the values made so far is sizeable,
+        they are kept on ``held`` while the others are evaluated."""
+        values: list[Any] = []
+        held = False
+        try:
+            for expr in exprs:
+                value = self.evaluate(expr, scope)
+                values.append(value)
+                if not held and _sizeable(value):
+                    self.held.append(values)
+                    held = True
+        finally:
+            if held:
+                self._release(values)
+        return values
 
     # ------------------------------------------------------------ nodes
 
@@ -99,34 +182,73 @@ class Evaluator:
         return value
 
     def _fstring(self, expr: ir.FString, scope: Scope) -> str:
-        pieces = [part if isinstance(part, str) else
-                  sandbox.format_value(self.evaluate(part.value, scope), part.spec, self.limits)
-                  for part in expr.parts]
-        return sandbox.check_size("".join(pieces), self.limits, "f-string")
+        pieces: list[str] = []
+        self.held.append(pieces)
+        try:
+            for part in expr.parts:
+                pieces.append(part if isinstance(part, str) else sandbox.format_value(
+                    self.evaluate(part.value, scope), part.spec, self.limits))
+                if sum(len(piece) for piece in pieces) > self.limits.string_size:
+                    raise LmqLimitError(f"f-string would exceed the string limit "
+                                        f"{self.limits.string_size:,} (limits.string_size)")
+        finally:
+            self._release(pieces)
+        return self.charge("".join(pieces))
+
+    def _set(self, expr: ir.SetExpr, scope: Scope) -> set[Any]:
+        items = self._all(expr.elts, scope)
+        for item in items:
+            sandbox.check_extent(item, self.limits, "set item", work=True)
+        self.collisions.note(items)
+        return self.charge(set(items))
+
+    def _dict(self, expr: ir.DictExpr, scope: Scope) -> dict[Any, Any]:
+        items = self._all([part for pair in zip(expr.keys, expr.values) for part in pair],
+                          scope)
+        for key in items[::2]:
+            sandbox.check_extent(key, self.limits, "dict key", work=True)
+        self.collisions.note(items[::2])
+        return self.charge(dict(zip(items[::2], items[1::2])))
 
     def _ifexp(self, expr: ir.IfExp, scope: Scope) -> Any:
         branch = expr.body if self.evaluate(expr.test, scope) else expr.orelse
         return self.evaluate(branch, scope)
 
     def _binop(self, expr: ir.BinOp, scope: Scope) -> Any:
-        left = self.evaluate(expr.left, scope)
-        right = self.evaluate(expr.right, scope)
-        self._precheck_binop(expr.op, left, right)
-        return sandbox.check_size(BINARY[expr.op](left, right), self.limits)
+        left, right = self._all((expr.left, expr.right), scope)
+        return self.charge(self.binary(expr.op, left, right))
+
+    def binary(self, op: str, left: Any, right: Any) -> Any:
+        """``left op right`` with the limits checked before and after."""
+        self._precheck_binop(op, left, right)
+        return sandbox.check_size(BINARY[op](left, right), self.limits)
+
+    def augment(self, op: str, left: Any, right: Any, node: ir.Node) -> Any:
+        """``left op= right`` for an augmented assignment statement: a failure is an
+        LmqError at ``node``."""
+        try:
+            return self.charge(self.binary(op, left, right))
+        except LmqError as error:
+            if error.span is None:
+                error.span = node.span
+            raise
+        except Exception as error:  # noqa: BLE001 - as in evaluate
+            raise LmqRuntimeError(f"{type(error).__name__}: {error}", node.span) from None
 
     def _precheck_binop(self, op: str, left: Any, right: Any) -> None:
         """Refuse operations whose result would blow past the limits before computing it."""
+        limits = self.limits
         if op == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(times, int):
-                    sandbox.check_size(range(len(seq) * max(times, 0)), self.limits,
-                                       "repeated sequence")
-        elif op in ("**", "<<") and isinstance(left, int) and isinstance(right, int):
-            bits = left.bit_length() * right if op == "**" else left.bit_length() + right
-            if bits > self.limits.int_digits * 3.33 and left not in (0, 1, -1):
-                raise sandbox.LmqLimitError(
-                    f"integer result would exceed {self.limits.int_digits:,} digits "
-                    "(limits.int_digits)")
+            sandbox.check_repeat(left, right, limits)
+            sandbox.check_repeat(right, left, limits)
+        elif op in ("**", "<<"):
+            sandbox.check_int_result(op, left, right, limits)
+        elif op == "%":
+            sandbox.check_percent(left, right, limits)
+        elif op in ("|", "&", "^", "-") and isinstance(left, (set, frozenset, dict)) \
+                and isinstance(right, (set, frozenset, dict, *sandbox.DICT_VIEWS)):
+            self.collisions.note(left)
+            self.collisions.note(right)
 
     def _unary(self, expr: ir.UnaryOp, scope: Scope) -> Any:
         return UNARY[expr.op](self.evaluate(expr.operand, scope))
@@ -140,25 +262,72 @@ class Evaluator:
         return value
 
     def _compare(self, expr: ir.Compare, scope: Scope) -> bool:
-        left = self.evaluate(expr.left, scope)
-        for op, right_expr in zip(expr.ops, expr.comparators):
-            right = self.evaluate(right_expr, scope)
-            if not COMPARE[op](left, right):
-                return False
-            left = right
+        values: list[Any] = [self.evaluate(expr.left, scope)]
+        self.held.append(values)
+        try:
+            for op, right_expr in zip(expr.ops, expr.comparators):
+                right = self.evaluate(right_expr, scope)
+                left = values[-1]
+                self._precheck_compare(op, left, right)
+                if not COMPARE[op](left, right):
+                    return False
+                values.append(right)
+        finally:
+            self._release(values)
         return True
 
+    def _precheck_compare(self, op: str, left: Any, right: Any) -> None:
+        """Comparing containers walks them: bound the walk before Python does it."""
+        if op in ("is", "is not"):
+            return
+        limits = self.limits
+        if op in ("in", "not in"):
+            if isinstance(right, (list, tuple)):
+                if isinstance(left, sandbox.TEXT_TYPES):
+                    _check_search(left, right, limits)
+                elif isinstance(left, sandbox.CONTAINERS):
+                    sandbox.check_extent(right, limits, "the searched value", work=True)
+            sandbox.check_extent(left, limits, "the compared value", work=True)
+        elif isinstance(left, sandbox.CONTAINERS) and isinstance(right, sandbox.CONTAINERS):
+            if op in ("==", "!=") and type(left) is type(right) and \
+                    not isinstance(left, tuple) and len(left) != len(right):
+                return  # Python answers from the lengths
+            sandbox.check_extent(left, limits, "the compared value", work=True)
+            sandbox.check_extent(right, limits, "the compared value", work=True)
+
     def _call(self, expr: ir.Call, scope: Scope) -> Any:
-        function = self.evaluate(expr.func, scope)
-        args = tuple(self.evaluate(arg, scope) for arg in expr.args)
-        kwargs = {kw.name: self.evaluate(kw.value, scope) for kw in expr.keywords}
+        exprs = (expr.func, *expr.args, *(kw.value for kw in expr.keywords)) \
+            if expr.keywords else (expr.func, *expr.args)
+        parts = self._all(exprs, scope)
+        function, args = parts[0], tuple(parts[1:1 + len(expr.args)])
+        kwargs = {kw.name: value for kw, value in zip(expr.keywords,
+                                                       parts[1 + len(expr.args):])}
+        return self.charge(self.call(function, args, kwargs, expr))
+
+    def call(self, function: Any, args: tuple, kwargs: dict, expr: ir.Call) -> Any:
+        """Call ``function`` if the sandbox allows it; errors name the callee."""
+        limits = self.limits
         is_method = sandbox.is_basic_method(function)
         if not is_method and id(function) not in self.callables:
             raise LmqSandboxError(f"{_describe(expr.func)} is not callable in lmq programs "
                                   "(only builtins, imported stdlib names, tools and methods "
                                   "of basic values are)", expr.span)
+        builtin = _BUILTIN_NAMES.get(id(function))
         if is_method:
-            sandbox.precheck_method(function, args, kwargs, self.limits)
+            sandbox.precheck_method(function, args, kwargs, limits)
+            args = self._note_method_keys(function, args)
+            sandbox.check_key_function(function, kwargs, self.is_callable)
+        elif builtin is not None:
+            if builtin in ("str", "repr") and len(args) == 1 and not kwargs:
+                return sandbox.to_text(args[0], limits, f"the argument of {builtin}()",
+                                       as_repr=builtin == "repr")
+            if builtin in ("set", "dict") and args and not isinstance(
+                    args[0], (list, tuple, dict, set, frozenset, str)):
+                args = (list(self.iterate(args[0], expr)), *args[1:])  # look before
+            sandbox.precheck_builtin(builtin, args, kwargs, limits)
+            if builtin in ("set", "dict") and args:
+                self.collisions.note(sandbox.keys_of(args[0], builtin == "dict"))
+            sandbox.check_key_function(function, kwargs, self.is_callable)
         try:
             result = function(*args, **kwargs)
         except LmqError:
@@ -166,22 +335,55 @@ class Evaluator:
         except RecursionError:
             raise LmqRuntimeError(f"{_describe(expr.func)} recursed too deeply",
                                   expr.span) from None
+        except MemoryError:
+            raise LmqLimitError(f"the host ran out of memory in {_describe(expr.func)} "
+                                "(lower limits.memory or the size limits)", expr.span) from None
         except Exception as error:  # a host tool may raise anything: report it, keep going
             if is_method or _is_builtin(function):
                 raise LmqRuntimeError(f"{type(error).__name__}: {error}", expr.span) from None
             raise LmqRuntimeError(f"tool {_describe(expr.func)} raised "
                                   f"{type(error).__name__}: {error}", expr.span) from None
-        return sandbox.check_size(result, self.limits, f"result of {_describe(expr.func)}")
+        if is_method:
+            sandbox.check_grown(function, limits)
+        return sandbox.check_size(result, limits, f"result of {_describe(expr.func)}")
+
+    def _note_method_keys(self, function: Any, args: tuple) -> tuple:
+        """Keys a set or dict method is about to hash into its owner (see
+        :class:`~lmq.runtime.sandbox.Collisions`); lazy arguments are made lists first."""
+        owner, name = function.__self__, function.__name__
+        if isinstance(owner, (set, frozenset)) and name in (
+                "add", "update", "union", "intersection", "difference",
+                "symmetric_difference", "intersection_update", "difference_update",
+                "symmetric_difference_update"):
+            if name == "add":
+                self.collisions.note(args[:1])
+                return args
+            args = tuple(a if isinstance(a, (list, tuple, dict, set, frozenset, str))
+                         else list(self.iterate(a, ir.Const(None))) for a in args)
+            for arg in args:
+                self.collisions.note(sandbox.keys_of(arg))
+        elif isinstance(owner, dict) and name in ("setdefault", "update"):
+            if name == "setdefault":
+                self.collisions.note(args[:1])
+            elif args:
+                if not isinstance(args[0], (list, tuple, dict)):
+                    args = (list(self.iterate(args[0], ir.Const(None))), *args[1:])
+                self.collisions.note(sandbox.keys_of(args[0], as_pairs=True))
+        return args
 
     def _attribute(self, expr: ir.Attribute, scope: Scope) -> Any:
         return sandbox.get_attribute(self.evaluate(expr.value, scope), expr.attr)
 
     def _subscript(self, expr: ir.Subscript, scope: Scope) -> Any:
-        value = self.evaluate(expr.value, scope)
-        if not isinstance(value, sandbox.BASIC_TYPES):
+        value, index = self._all((expr.value, expr.index), scope)
+        if sandbox.basic_type(value) is None:
             raise LmqSandboxError(f"{type(value).__name__} objects cannot be indexed in lmq "
                                   "programs", expr.span)
-        return value[self.evaluate(expr.index, scope)]
+        if isinstance(value, dict):
+            sandbox.check_extent(index, self.limits, "dict key", work=True)
+        if isinstance(index, slice):
+            return self.charge(value[index])
+        return value[index]
 
     def _slice(self, expr: ir.Slice, scope: Scope) -> slice:
         return slice(*(None if part is None else self.evaluate(part, scope)
@@ -190,39 +392,81 @@ class Evaluator:
     def _comprehension(self, expr: ir.Comprehension, scope: Scope) -> Any:
         inner = scope.child()
         items: list[Any] = []
-        for _ in self._generate(expr.generators, 0, inner):
+        limits = self.limits
+
+        def body() -> None:
             if expr.kind == "dict":
                 assert expr.value is not None
-                items.append((self.evaluate(expr.elt, inner), self.evaluate(expr.value, inner)))
+                key = self.evaluate(expr.elt, inner)
+                sandbox.check_extent(key, limits, "dict key", work=True)
+                self.collisions.note((key,))
+                items.append((key, self.evaluate(expr.value, inner)))
             else:
-                items.append(self.evaluate(expr.elt, inner))
-            if len(items) > self.limits.collection_size:
-                sandbox.check_size(items, self.limits, "comprehension")
-        if expr.kind == "dict":
-            return dict(items)
-        return set(items) if expr.kind == "set" else items
+                item = self.evaluate(expr.elt, inner)
+                if expr.kind == "set":
+                    sandbox.check_extent(item, limits, "set item", work=True)
+                    self.collisions.note((item,))
+                items.append(item)
+            if len(items) > limits.collection_size:
+                sandbox.check_size(items, limits, "comprehension")
 
-    def _generate(self, generators: tuple[ir.Generator, ...], index: int,
-                  scope: Scope) -> Iterator[None]:
+        entry = (items, inner.variables)
+        self.held.append(entry)
+        try:
+            self._loop(expr.generators, 0, inner, body)
+        finally:
+            self._release(entry)
+        if expr.kind == "dict":
+            return self.charge(dict(items))
+        return self.charge(set(items)) if expr.kind == "set" else self.charge(items)
+
+    def _loop(self, generators: tuple[ir.Generator, ...], index: int, scope: Scope,
+              body: Callable[[], None]) -> None:
         if index == len(generators):
-            yield None
+            body()
             return
         generator = generators[index]
-        for item in self.iterate(self.evaluate(generator.iter, scope), generator.iter):
-            self.tick()
-            self.assign(generator.target, item, scope)
-            if all(self.evaluate(cond, scope) for cond in generator.ifs):
-                yield from self._generate(generators, index + 1, scope)
+        iterable = self.evaluate(generator.iter, scope)
+        self.held.append(iterable)
+        try:
+            for item in self.iterate(iterable, generator.iter):
+                self.tick()
+                self.assign(generator.target, item, scope)
+                if all(self.evaluate(cond, scope) for cond in generator.ifs):
+                    self._loop(generators, index + 1, scope, body)
+        finally:
+            self._release(iterable)
+
+    def _release(self, entry: Any) -> None:
+        """Take ``entry`` off ``held`` (the last occurrence, by identity)."""
+        held = self.held
+        for index in range(len(held) - 1, -1, -1):
+            if held[index] is entry:
+                del held[index]
+                return
 
     # ------------------------------------------------------------ helpers
 
     def iterate(self, value: Any, expr: ir.Node) -> Iterator[Any]:
-        if not isinstance(value, (*sandbox.BASIC_TYPES, range, enumerate, zip, reversed)) \
+        if not isinstance(value, sandbox.ITERABLES) \
                 or isinstance(value, (int, float, bool, type(None))):
             raise LmqRuntimeError(f"cannot iterate over a {type(value).__name__}", expr.span)
         return iter(value)
 
     def assign(self, target: ir.Target, value: Any, scope: Scope) -> None:
+        """Bind ``value`` to ``target``; a failure is an LmqError at the target."""
+        try:
+            self._assign(target, value, scope)
+        except LmqError as error:
+            if error.span is None:
+                error.span = target.span
+            raise
+        except RecursionError:
+            raise LmqRuntimeError("assignment nested too deeply", target.span) from None
+        except Exception as error:  # noqa: BLE001 - list index of a wrong type, ...
+            raise LmqRuntimeError(f"{type(error).__name__}: {error}", target.span) from None
+
+    def _assign(self, target: ir.Target, value: Any, scope: Scope) -> None:
         if isinstance(target, ir.Name):
             scope.variables[target.id] = value
         elif isinstance(target, ir.TupleExpr):
@@ -231,15 +475,32 @@ class Evaluator:
                 raise LmqRuntimeError(f"cannot unpack {len(items)} values into "
                                       f"{len(target.elts)} names", target.span)
             for sub, item in zip(target.elts, items):
-                self.assign(sub, item, scope)
+                self._assign(sub, item, scope)  # type: ignore[arg-type]
         elif isinstance(target, ir.Subscript):
             container = self.evaluate(target.value, scope)
-            if not isinstance(container, (list, dict)):
+            if type(container) not in (list, dict):
                 raise LmqSandboxError(f"cannot assign items of a {type(container).__name__}",
                                       target.span)
-            container[self.evaluate(target.index, scope)] = value
+            index = self.evaluate(target.index, scope)
+            if isinstance(container, dict):
+                sandbox.check_extent(index, self.limits, "dict key", work=True)
+                self.collisions.note((index,))
+            container[index] = value
+            sandbox.check_size(container, self.limits, "the assigned-to container")
         else:
             raise LmqSandboxError("this assignment target is not allowed", target.span)
+
+
+def _check_search(needle: Any, items: list[Any] | tuple[Any, ...], limits: Limits) -> None:
+    """``text in items``: each item of the same length is compared character by
+    character; bound the characters compared."""
+    if len(needle) * len(items) <= 10 * limits.string_size:
+        return
+    same = sum(1 for item in items if isinstance(item, sandbox.TEXT_TYPES)
+               and len(item) == len(needle))
+    if len(needle) * same > 10 * limits.string_size:
+        raise LmqLimitError(f"searching the list would compare {len(needle) * same:,} "
+                            f"characters (more than 10 x limits.string_size)")
 
 
 def _describe(func: ir.Expr) -> str:
@@ -251,4 +512,5 @@ def _describe(func: ir.Expr) -> str:
 
 
 def _is_builtin(function: Any) -> bool:
-    return getattr(function, "__module__", None) == "builtins" or isinstance(function, type)
+    return (getattr(function, "__module__", None) == "builtins" or isinstance(function, type)
+            or getattr(function, "lmq_builtin", False))

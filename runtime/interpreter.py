@@ -25,7 +25,7 @@ from lmq.constraints import HoleSpec, constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
 from lmq.runtime import sandbox
-from lmq.runtime.evaluate import BINARY, Evaluator, Scope
+from lmq.runtime.evaluate import Evaluator, Scope
 
 _serials = itertools.count()
 ROLES = ("system", "user", "assistant")
@@ -131,11 +131,13 @@ class ProgramState:
         names = sandbox.make_builtins(limits, output or (lambda text: print(text, end="")))
         names.update(tools)
         self.names = names
-        self.evaluator = Evaluator(limits, {id(v) for v in names.values()}, self._tick)
+        self.evaluator = Evaluator(limits, {id(v) for v in names.values()}, self._tick,
+                                   self._roots)
         self.globals = Scope(dict(params), None, names)
         self.frames: list[Frame] = [Block(program.body, self.globals)]
         self.context: list[Segment] = []
         self.prompt_parts: list[str] = []
+        self.prompt_size = 0  # characters in prompt_parts (bounded by limits.string_size)
         self.role: str | None = None
         self.values: dict[str, list[Any]] = {}
         self.logprobs: dict[str, list[float]] = {}
@@ -162,10 +164,29 @@ class ProgramState:
                 if request is not None:
                     return request
         except LmqError as error:
+            if error.span is None:  # a limit checked between statements: point at one
+                error.span = self._current_span()
             error.with_source(self.program.source)
             raise
+        except RecursionError:
+            raise LmqRuntimeError("the program is nested too deeply", self._current_span(),
+                                  self.program.source) from None
+        except Exception as error:  # a host object's method raised (in `if x:`, ...)
+            raise LmqRuntimeError(f"{type(error).__name__}: {error}", self._current_span(),
+                                  self.program.source) from None
         self.finished = True
         return None
+
+    def _current_span(self) -> Any:
+        """The span of the statement (or nested-query hole) the program is at, if any."""
+        if not self.frames:
+            return None
+        frame = self.frames[-1]
+        if isinstance(frame, Block):
+            return frame.stmts[max(frame.pc - 1, 0)].span if frame.stmts else None
+        if isinstance(frame, QueryCall):
+            return frame.hole.span
+        return frame.stmt.span
 
     def fill(self, text: str, *, tokens: tuple[int, ...] | None = None, model: Any = None,
              logprobs: list[float] | None = None) -> None:
@@ -175,14 +196,24 @@ class ProgramState:
         frame, request = self.frames[-1], self.pending
         assert isinstance(frame, PromptRun) and request is not None, "no pending hole"
         self.pending = None
-        self._emit(text, frame, hole=request.hole.name, tokens=tokens, model=model)
-        value = self._postprocess(request, text, frame.scope)
-        self._bind(request.hole, value, frame.scope, logprobs or [])
+        try:
+            self._emit(text, frame, hole=request.hole.name, tokens=tokens, model=model)
+            value = self._postprocess(request, text, frame.scope)
+            self._bind(request.hole, value, frame.scope, logprobs or [])
+        except LmqError as error:
+            if error.span is None:
+                error.span = request.hole.span
+            raise error.with_source(self.program.source) from None
         frame.index += 1
 
     def fork(self) -> ProgramState:
         """An independent copy: same position, copied variables, shared IR."""
         twin = copy.copy(self)
+        # its own evaluator: its steps, its memory roots, its hashed keys
+        twin.evaluator = Evaluator(self.limits, set(self.evaluator.callables), twin._tick,
+                                   twin._roots)
+        twin.evaluator.collisions.keys = {h: set(keys) for h, keys in
+                                          self.evaluator.collisions.keys.items()}
         scopes: dict[int, Scope] = {}
 
         def copy_scope(scope: Scope) -> Scope:
@@ -203,6 +234,30 @@ class ProgramState:
         return twin
 
     # ------------------------------------------------------------ machine
+
+    def check_deadline(self) -> None:
+        """Raise if the run is past ``limits.timeout`` (the decoding loop calls this
+        between steps: a long hole runs no statements)."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise LmqLimitError(f"the run took longer than its timeout of "
+                                f"{self.limits.timeout} s (limits.timeout)",
+                                self._current_span(), self.program.source)
+
+    def _roots(self) -> list[Any]:
+        """What the program holds (for ``limits.memory``): every scope's variables, the
+        items of running ``for`` loops, and the hole values."""
+        roots: list[Any] = [self.values]
+        seen: set[int] = set()
+        for frame in self.frames:
+            scope: Scope | None = frame.scope
+            while scope is not None and id(scope) not in seen:
+                seen.add(id(scope))
+                roots.append(scope.variables)
+                scope = scope.parent
+            if isinstance(frame, ForLoop):
+                roots.append(frame.items)
+        roots.append(self.globals.variables)
+        return roots
 
     def _tick(self) -> None:
         self.steps += 1
@@ -261,8 +316,7 @@ class ProgramState:
         elif isinstance(stmt, ir.AugAssign):
             current = evaluate(stmt.target, scope)  # type: ignore[arg-type]
             operand = evaluate(stmt.value, scope)
-            self.evaluator._precheck_binop(stmt.op, current, operand)
-            result = sandbox.check_size(BINARY[stmt.op](current, operand), self.limits)
+            result = self.evaluator.augment(stmt.op, current, operand, stmt)
             self.evaluator.assign(stmt.target, result, scope)
         elif isinstance(stmt, ir.ExprStmt):
             evaluate(stmt.value, scope)
@@ -297,6 +351,9 @@ class ProgramState:
         raise _Unwind
 
     def _return(self, value: Any) -> None:
+        if not any(isinstance(frame, QueryCall) for frame in self.frames):
+            sandbox.check_extent(value, self.limits, "the return value")
+            sandbox.check_unicode(value, "the return value")
         while self.frames and not isinstance(self.frames[-1], QueryCall):
             self.frames.pop()
         if not self.frames:
@@ -365,6 +422,11 @@ class ProgramState:
                 raise LmqRuntimeError("distribution values must be a non-empty list of "
                                       "strings", program.distribution.span)
             distribution = tuple(values)
+        for predicate in spec.predicates:
+            if not self.evaluator.is_callable(predicate.function):
+                raise LmqSandboxError(f"'{predicate.name}' is not callable in lmq programs "
+                                      "(only builtins, imported stdlib names and tools can be "
+                                      "predicates)", hole.span)
         self.pending = HoleRequest(hole, spec, model, distribution,
                                    frame.stmt.prefer or (program.prefer if top_level else None))
         return self.pending
@@ -416,7 +478,9 @@ class ProgramState:
         if returned:
             del self.context[call.context_mark:]
             del self.prompt_parts[call.prompt_mark:]
-            self._emit(str(value), frame, hole=call.hole.name)
+            self.prompt_size = sum(map(len, self.prompt_parts))
+            self._emit(sandbox.to_text(value, self.limits, f"the value of query "
+                                       f"'{call.hole.name}'"), frame, hole=call.hole.name)
         else:
             value = "".join(self.prompt_parts[call.prompt_mark:])
         for decorator in call.hole.decorators:
@@ -428,6 +492,11 @@ class ProgramState:
               tokens: tuple[int, ...] | None = None, model: Any = None) -> None:
         if not text:
             return
+        self.prompt_size += len(text)
+        if self.prompt_size > self.limits.string_size:
+            raise LmqLimitError(f"the prompt would grow past {self.limits.string_size:,} "
+                                "characters (limits.string_size)")
+        sandbox.check_unicode(text, "the prompt text")
         self.prompt_parts.append(text)
         self.context.append(Segment(text, self.role, frame.knowledge, hole, tokens, model))
 
@@ -445,7 +514,7 @@ class ProgramState:
                 value = regular.labels_of(request.spec.regular).parse(text)
             elif kind == "json":
                 value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
                                   f"not a valid {kind}", request.hole.span) from None
         for decorator in request.hole.decorators:
@@ -458,6 +527,8 @@ class ProgramState:
         return self.evaluator.evaluate(call, inner)
 
     def _bind(self, hole: ir.Hole, value: Any, scope: Scope, logprobs: list[float]) -> None:
+        sandbox.check_extent(value, self.limits, f"the value of hole '{hole.name}'")
+        sandbox.check_unicode(value, f"the value of hole '{hole.name}'")
         scope.variables[hole.name] = value
         if scope is self.globals:
             self.values.setdefault(hole.name, []).append(value)
@@ -515,11 +586,30 @@ def _bind_arguments(definition: ir.QueryDef, args: list[Any], kwargs: dict[str, 
 
 
 def _copy_value(value: Any) -> Any:
-    """Copy the containers of a variable table; other values are immutable or opaque."""
-    if isinstance(value, dict):
-        return {k: _copy_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy_value(v) for v in value]
-    if isinstance(value, set):
-        return set(value)
-    return value
+    """Copy the containers of a variable table; other values are immutable or opaque.
+    Without recursion, and each list or dict once: shared and cyclic containers stay
+    shared and cyclic in the copy, and a deeply nested or widely shared value costs only
+    its own size."""
+    copies: dict[int, Any] = {}
+    todo: list[tuple[Any, Any]] = []
+
+    def shell(item: Any) -> Any:
+        if isinstance(item, (dict, list)):
+            copied = copies.get(id(item))
+            if copied is None:
+                copied = copies[id(item)] = {} if isinstance(item, dict) else []
+                todo.append((item, copied))
+            return copied
+        if isinstance(item, set):
+            return set(item)
+        return item
+
+    result = shell(value)
+    while todo:
+        original, copied = todo.pop()
+        if isinstance(copied, dict):
+            for key, item in original.items():
+                copied[key] = shell(item)
+        else:
+            copied.extend(shell(item) for item in original)
+    return result

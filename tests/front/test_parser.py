@@ -161,3 +161,13 @@ def test_named_syntax_errors(text: str, message: str, line: int, column: int,
     caret = str(error).splitlines()[-1]
     assert caret.strip() == "^" * width
     assert str(error).startswith(f"t.lmq:{line}:{column}: error: ")
+
+
+def test_error_lines_split_on_newlines_only():
+    """A form feed or a lone carriage return inside a line must not shift the quoted line."""
+    from lmq.errors import Source
+
+    source = Source('x = "a\x0cb"\r\ny = 1\n', "f.lmq")
+    assert source.line_text(1) == 'x = "a\x0cb"'
+    assert source.line_text(2) == "y = 1"
+    assert source.position(source.text.index("y")) == (2, 1)

@@ -1,14 +1,24 @@
 """Property tests: whatever the text, the front end fails only with an :class:`LmqError`
 whose span lies inside the text (never a Lark exception, an AssertionError, a
-RecursionError...)."""
+RecursionError...), and quickly.
+
+Inputs: random text and bytes, soups of tokens, programs drawn from the grammar
+(``lmq_fuzz_programs.programs``: random ASTs of the lmq subset printed as source) and
+random character edits of those. ``make fuzz`` runs the same properties for longer
+(``bench/fuzz.py``)."""
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lmq_fuzz_programs import mutants, programs
 
 from lmq.checks import compile_source
 from lmq.errors import LmqError
+
+SECONDS_PER_EXAMPLE = 5.0
 
 TOKENS = [
     "argmax", "sample(n=2)", "beam", "from", "where", "distribution", "prefer", "query",
@@ -24,6 +34,7 @@ SETTINGS = settings(max_examples=300, deadline=None,
 
 
 def assert_compiles_or_lmq_error(text: str) -> None:
+    started = time.perf_counter()
     try:
         compile_source(text, "fuzz.lmq")
     except LmqError as error:
@@ -31,6 +42,11 @@ def assert_compiles_or_lmq_error(text: str) -> None:
         if error.span is not None:
             assert 0 <= error.span.start <= error.span.end <= len(text) + 1
             assert error.line is not None and 1 <= error.line <= text.count("\n") + 2
+            assert error.column is not None and error.column >= 1
+            line = text.split("\n")[error.line - 1] if error.line <= text.count("\n") + 1 \
+                else ""
+            assert error.column <= len(line) + 2, (error.column, line)
+    assert time.perf_counter() - started < SECONDS_PER_EXAMPLE
 
 
 @SETTINGS
@@ -67,3 +83,27 @@ def test_mutated_programs(program: str, position: int, token: str) -> None:
     position = min(position, len(program))
     assert_compiles_or_lmq_error(program[:position] + token + program[position:])
     assert_compiles_or_lmq_error(program[:position] + program[position + 1:])
+
+
+GENERATED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@GENERATED
+@given(programs())
+def test_generated_programs(text: str) -> None:
+    assert_compiles_or_lmq_error(text)
+
+
+@GENERATED
+@given(mutants())
+def test_mutated_generated_programs(text: str) -> None:
+    assert_compiles_or_lmq_error(text)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(["(", "[", "{", "-", "not ", "f'{", '"{', "x if y else "]),
+       st.integers(200, 3000))
+def test_deep_nesting(opener: str, depth: int) -> None:
+    closer = {"(": ")", "[": "]", "{": "}", "f'{": "}'", '"{': '}"'}.get(opener, "")
+    assert_compiles_or_lmq_error("x = " + opener * depth + "1" + closer * depth + "\n")
+    assert_compiles_or_lmq_error("x = " + " + ".join(["1"] * depth) + "\n")
