@@ -22,9 +22,12 @@ rule "every label with probability >= threshold, at least the top one, at most `
 threshold, which predicts fewer labels). Fit it on a dev split and apply it unchanged to new
 data; ``bench/eval_labels.py`` reports it with two-fold cross-fitting on the dev set.
 
-``calibrate=True`` divides each label's probability by its probability for a content-free
-text ("N/A", computed once per label set and prompt) before renormalising — contextual
-calibration against a small model's preference for some labels (e.g. the first listed).
+``calibrate=True`` (the default) divides each label's probability by its probability for a
+content-free text ("N/A", computed once per label set and prompt) before renormalising —
+contextual calibration against a small model's preference for some labels (e.g. the first
+listed). On the labels dev set with SmolLM2 it lifts top-1 accuracy from 0.70 to 0.95 on
+single-label topics and from 0.33 to 0.50 on intents (``bench/RESULTS_EVAL.md``);
+``calibrate=False`` gives the raw scores.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def _prior(labels: tuple[str, ...], multi: bool, k: int, model: Any, kind: str,
 
 def classify(text: str, labels: Sequence[str], multi: bool = False, sep: str = ", ",
              max: int = 3, model: Any = None, threshold: float | None = None,
-             method: str = "labels", scores: bool = True, calibrate: bool = False,
+             method: str = "labels", scores: bool = True, calibrate: bool = True,
              kind: str = "label", question: str | None = None) -> dict[str, Any]:
     """Classify ``text`` into ``labels``; see the module docstring for the methods.
 

@@ -71,7 +71,7 @@ def test_scores_are_the_exact_renormalised_sequence_probabilities(tiny, referenc
 
     labels = ["check balance", "transfer money", "report lost card"]
     out = classify("Where did my card go?", labels, method="scores", model=tiny,
-                   kind="intent")
+                   kind="intent", calibrate=False)
     assert list(out["scores"]) == labels
     assert sum(out["scores"].values()) == pytest.approx(1.0)
     assert out["labels"] == [max(labels, key=out["scores"].get)]
@@ -93,6 +93,12 @@ def test_scores_with_threshold_and_calibration(tiny):
     assert len(out["labels"]) == 3  # threshold 0 keeps up to max
     assert sum(out["scores"].values()) == pytest.approx(1.0)
     assert sum(out["raw_scores"].values()) == pytest.approx(1.0)
+    # calibrated = raw / content-free prior, renormalised; the prior is the raw scores of "N/A"
+    prior = classify("N/A", TOPICS, multi=True, method="scores", max=3, model=tiny,
+                     calibrate=False)["raw_scores"]
+    ratios = {x: out["raw_scores"][x] / prior[x] for x in TOPICS}
+    for x in TOPICS:
+        assert out["scores"][x] == pytest.approx(ratios[x] / sum(ratios.values()), rel=1e-4)
 
 
 def test_free_method_reports_validity(tiny):
