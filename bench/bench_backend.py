@@ -16,33 +16,11 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from common import PROMPTS, sync
 
 from lmq.runtime.models import load_backend
 
-PROMPTS = [
-    "The history of the city of Rome begins",
-    "Q: What is the capital of France?\nA:",
-    "Once upon a time, in a small village by the sea, there lived an old fisherman who",
-    "def fibonacci(n):",
-    "The three primary colors are",
-    "Photosynthesis is the process by which plants",
-    "Write a short poem about the moon:",
-    "List of ingredients for a chocolate cake:\n1.",
-    "The best way to learn a new language is",
-    "In 1969, the first humans landed on",
-    "import numpy as np\n\n# compute the mean of a list",
-    "Dear hiring manager, I am writing to apply for",
-    "The water cycle consists of evaporation,",
-    "Question: Is a tomato a fruit or a vegetable? Answer:",
-    "Three tips for staying healthy are",
-    "The French Revolution started in",
-]
 NEW_TOKENS = 48
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def lmq_loop(backend, prompts: list[list[int]]) -> float:

@@ -26,6 +26,7 @@ import re
 from typing import Any
 
 from common import (
+    PROMPTS,
     Table,
     Target,
     command_line,
@@ -37,25 +38,6 @@ from common import (
     ratio,
     setup,
 )
-
-PROMPTS = [  # the prompts of bench_backend.py
-    "The history of the city of Rome begins",
-    "Q: What is the capital of France?\nA:",
-    "Once upon a time, in a small village by the sea, there lived an old fisherman who",
-    "def fibonacci(n):",
-    "The three primary colors are",
-    "Photosynthesis is the process by which plants",
-    "Write a short poem about the moon:",
-    "List of ingredients for a chocolate cake:\n1.",
-    "The best way to learn a new language is",
-    "In 1969, the first humans landed on",
-    "import numpy as np\n\n# compute the mean of a list",
-    "Dear hiring manager, I am writing to apply for",
-    "The water cycle consists of evaporation,",
-    "Question: Is a tomato a fruit or a vegetable? Answer:",
-    "Three tips for staying healthy are",
-    "The French Revolution started in",
-]
 
 EVENTS = ["the Berlin wall fall", "the first moon landing happen", "the Titanic sink",
           "World War II end in Europe", "the French Revolution begin",
