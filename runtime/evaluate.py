@@ -23,7 +23,7 @@ from typing import Any
 from lmq import ir
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
-from lmq.runtime import sandbox
+from lmq.runtime import sandbox, sizes
 
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
@@ -96,7 +96,7 @@ class Evaluator:
         self.roots = roots
         self.held: list[Any] = []  # partial results of the expressions being evaluated
         self.charged = 0
-        self.collisions = sandbox.Collisions()
+        self.collisions = sizes.Collisions()
         self.dispatch: dict[type, Callable[[Any, Scope], Any]] = {
             ir.Name: self._name, ir.Const: lambda e, s: e.value, ir.FString: self._fstring,
             ir.ListExpr: lambda e, s: self.charge(self._all(e.elts, s)),
@@ -151,7 +151,7 @@ class Evaluator:
     def check_memory(self, *extra: Any) -> None:
         """Measure what the program holds; raise past ``limits.memory``."""
         memory = self.limits.memory
-        held = sandbox.measure([*self.roots(), self.held, *extra], memory)
+        held = sizes.measure([*self.roots(), self.held, *extra], memory)
         if held > memory:
             raise LmqLimitError(f"the program's values take more than {memory:,} bytes "
                                 "(limits.memory)")
@@ -186,7 +186,7 @@ class Evaluator:
         self.held.append(pieces)
         try:
             for part in expr.parts:
-                pieces.append(part if isinstance(part, str) else sandbox.format_value(
+                pieces.append(part if isinstance(part, str) else sizes.format_value(
                     self.evaluate(part.value, scope), part.spec, self.limits))
                 if sum(len(piece) for piece in pieces) > self.limits.string_size:
                     raise LmqLimitError(f"f-string would exceed the string limit "
@@ -198,7 +198,7 @@ class Evaluator:
     def _set(self, expr: ir.SetExpr, scope: Scope) -> set[Any]:
         items = self._all(expr.elts, scope)
         for item in items:
-            sandbox.check_extent(item, self.limits, "set item", work=True)
+            sizes.check_extent(item, self.limits, "set item", work=True)
         self.collisions.note(items)
         return self.charge(set(items))
 
@@ -206,7 +206,7 @@ class Evaluator:
         items = self._all([part for pair in zip(expr.keys, expr.values) for part in pair],
                           scope)
         for key in items[::2]:
-            sandbox.check_extent(key, self.limits, "dict key", work=True)
+            sizes.check_extent(key, self.limits, "dict key", work=True)
         self.collisions.note(items[::2])
         return self.charge(dict(zip(items[::2], items[1::2])))
 
@@ -221,7 +221,7 @@ class Evaluator:
     def binary(self, op: str, left: Any, right: Any) -> Any:
         """``left op right`` with the limits checked before and after."""
         self._precheck_binop(op, left, right)
-        return sandbox.check_size(BINARY[op](left, right), self.limits)
+        return sizes.check_size(BINARY[op](left, right), self.limits)
 
     def augment(self, op: str, left: Any, right: Any, node: ir.Node) -> Any:
         """``left op= right`` for an augmented assignment statement: a failure is an
@@ -239,14 +239,14 @@ class Evaluator:
         """Refuse operations whose result would blow past the limits before computing it."""
         limits = self.limits
         if op == "*":
-            sandbox.check_repeat(left, right, limits)
-            sandbox.check_repeat(right, left, limits)
+            sizes.check_repeat(left, right, limits)
+            sizes.check_repeat(right, left, limits)
         elif op in ("**", "<<"):
-            sandbox.check_int_result(op, left, right, limits)
+            sizes.check_int_result(op, left, right, limits)
         elif op == "%":
-            sandbox.check_percent(left, right, limits)
+            sizes.check_percent(left, right, limits)
         elif op in ("|", "&", "^", "-") and isinstance(left, (set, frozenset, dict)) \
-                and isinstance(right, (set, frozenset, dict, *sandbox.DICT_VIEWS)):
+                and isinstance(right, (set, frozenset, dict, *sizes.DICT_VIEWS)):
             self.collisions.note(left)
             self.collisions.note(right)
 
@@ -283,17 +283,17 @@ class Evaluator:
         limits = self.limits
         if op in ("in", "not in"):
             if isinstance(right, (list, tuple)):
-                if isinstance(left, sandbox.TEXT_TYPES):
+                if isinstance(left, sizes.TEXT_TYPES):
                     _check_search(left, right, limits)
-                elif isinstance(left, sandbox.CONTAINERS):
-                    sandbox.check_extent(right, limits, "the searched value", work=True)
-            sandbox.check_extent(left, limits, "the compared value", work=True)
-        elif isinstance(left, sandbox.CONTAINERS) and isinstance(right, sandbox.CONTAINERS):
+                elif isinstance(left, sizes.CONTAINERS):
+                    sizes.check_extent(right, limits, "the searched value", work=True)
+            sizes.check_extent(left, limits, "the compared value", work=True)
+        elif isinstance(left, sizes.CONTAINERS) and isinstance(right, sizes.CONTAINERS):
             if op in ("==", "!=") and type(left) is type(right) and \
                     not isinstance(left, tuple) and len(left) != len(right):
                 return  # Python answers from the lengths
-            sandbox.check_extent(left, limits, "the compared value", work=True)
-            sandbox.check_extent(right, limits, "the compared value", work=True)
+            sizes.check_extent(left, limits, "the compared value", work=True)
+            sizes.check_extent(right, limits, "the compared value", work=True)
 
     def _call(self, expr: ir.Call, scope: Scope) -> Any:
         exprs = (expr.func, *expr.args, *(kw.value for kw in expr.keywords)) \
@@ -319,14 +319,14 @@ class Evaluator:
             sandbox.check_key_function(function, kwargs, self.is_callable)
         elif builtin is not None:
             if builtin in ("str", "repr") and len(args) == 1 and not kwargs:
-                return sandbox.to_text(args[0], limits, f"the argument of {builtin}()",
+                return sizes.to_text(args[0], limits, f"the argument of {builtin}()",
                                        as_repr=builtin == "repr")
             if builtin in ("set", "dict") and args and not isinstance(
                     args[0], (list, tuple, dict, set, frozenset, str)):
                 args = (list(self.iterate(args[0], expr)), *args[1:])  # look before
             sandbox.precheck_builtin(builtin, args, kwargs, limits)
             if builtin in ("set", "dict") and args:
-                self.collisions.note(sandbox.keys_of(args[0], builtin == "dict"))
+                self.collisions.note(sizes.keys_of(args[0], builtin == "dict"))
             sandbox.check_key_function(function, kwargs, self.is_callable)
         try:
             result = function(*args, **kwargs)
@@ -345,11 +345,11 @@ class Evaluator:
                                   f"{type(error).__name__}: {error}", expr.span) from None
         if is_method:
             sandbox.check_grown(function, limits)
-        return sandbox.check_size(result, limits, f"result of {_describe(expr.func)}")
+        return sizes.check_size(result, limits, f"result of {_describe(expr.func)}")
 
     def _note_method_keys(self, function: Any, args: tuple) -> tuple:
         """Keys a set or dict method is about to hash into its owner (see
-        :class:`~lmq.runtime.sandbox.Collisions`); lazy arguments are made lists first."""
+        :class:`~lmq.runtime.sizes.Collisions`); lazy arguments are made lists first."""
         owner, name = function.__self__, function.__name__
         if isinstance(owner, (set, frozenset)) and name in (
                 "add", "update", "union", "intersection", "difference",
@@ -361,14 +361,14 @@ class Evaluator:
             args = tuple(a if isinstance(a, (list, tuple, dict, set, frozenset, str))
                          else list(self.iterate(a, ir.Const(None))) for a in args)
             for arg in args:
-                self.collisions.note(sandbox.keys_of(arg))
+                self.collisions.note(sizes.keys_of(arg))
         elif isinstance(owner, dict) and name in ("setdefault", "update"):
             if name == "setdefault":
                 self.collisions.note(args[:1])
             elif args:
                 if not isinstance(args[0], (list, tuple, dict)):
                     args = (list(self.iterate(args[0], ir.Const(None))), *args[1:])
-                self.collisions.note(sandbox.keys_of(args[0], as_pairs=True))
+                self.collisions.note(sizes.keys_of(args[0], as_pairs=True))
         return args
 
     def _attribute(self, expr: ir.Attribute, scope: Scope) -> Any:
@@ -380,7 +380,7 @@ class Evaluator:
             raise LmqSandboxError(f"{type(value).__name__} objects cannot be indexed in lmq "
                                   "programs", expr.span)
         if isinstance(value, dict):
-            sandbox.check_extent(index, self.limits, "dict key", work=True)
+            sizes.check_extent(index, self.limits, "dict key", work=True)
         if isinstance(index, slice):
             return self.charge(value[index])
         return value[index]
@@ -398,17 +398,17 @@ class Evaluator:
             if expr.kind == "dict":
                 assert expr.value is not None
                 key = self.evaluate(expr.elt, inner)
-                sandbox.check_extent(key, limits, "dict key", work=True)
+                sizes.check_extent(key, limits, "dict key", work=True)
                 self.collisions.note((key,))
                 items.append((key, self.evaluate(expr.value, inner)))
             else:
                 item = self.evaluate(expr.elt, inner)
                 if expr.kind == "set":
-                    sandbox.check_extent(item, limits, "set item", work=True)
+                    sizes.check_extent(item, limits, "set item", work=True)
                     self.collisions.note((item,))
                 items.append(item)
             if len(items) > limits.collection_size:
-                sandbox.check_size(items, limits, "comprehension")
+                sizes.check_size(items, limits, "comprehension")
 
         entry = (items, inner.variables)
         self.held.append(entry)
@@ -483,10 +483,10 @@ class Evaluator:
                                       target.span)
             index = self.evaluate(target.index, scope)
             if isinstance(container, dict):
-                sandbox.check_extent(index, self.limits, "dict key", work=True)
+                sizes.check_extent(index, self.limits, "dict key", work=True)
                 self.collisions.note((index,))
             container[index] = value
-            sandbox.check_size(container, self.limits, "the assigned-to container")
+            sizes.check_size(container, self.limits, "the assigned-to container")
         else:
             raise LmqSandboxError("this assignment target is not allowed", target.span)
 
@@ -496,7 +496,7 @@ def _check_search(needle: Any, items: list[Any] | tuple[Any, ...], limits: Limit
     character; bound the characters compared."""
     if len(needle) * len(items) <= 10 * limits.string_size:
         return
-    same = sum(1 for item in items if isinstance(item, sandbox.TEXT_TYPES)
+    same = sum(1 for item in items if isinstance(item, sizes.TEXT_TYPES)
                and len(item) == len(needle))
     if len(needle) * same > 10 * limits.string_size:
         raise LmqLimitError(f"searching the list would compare {len(needle) * same:,} "

@@ -11,107 +11,36 @@ back through :meth:`ProgramState.fill`.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import importlib
-import itertools
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from lmq import ir, regular
-from lmq.constraints import HoleSpec, constraints_for, hole_spec
+from lmq.constraints import constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
-from lmq.runtime import sandbox
+from lmq.runtime import sandbox, sizes
 from lmq.runtime.evaluate import Evaluator, Scope
+from lmq.runtime.frames import (
+    LOOPS,
+    Block,
+    ForLoop,
+    Frame,
+    HoleRequest,
+    PromptRun,
+    QueryCall,
+    QueryFunction,
+    Segment,
+    WhileLoop,
+    bind_arguments,
+    copy_value,
+    host_query_definition,
+)
 
-_serials = itertools.count()
 ROLES = ("system", "user", "assistant")
 DEFAULT_LIMITS = Limits()
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of the model's context: prompt text, or a hole's generated text.
-
-    ``tokens`` holds the ids the model generated for a hole (on backend ``model``), so that
-    model's context is extended with exactly those tokens instead of re-encoded text.
-    """
-
-    text: str
-    role: str | None = None
-    knowledge: str | None = None
-    hole: str | None = None
-    tokens: tuple[int, ...] | None = None
-    model: Any = None
-    serial: int = field(default_factory=lambda: next(_serials))
-
-
-@dataclass(frozen=True)
-class HoleRequest:
-    """The program needs the model to fill ``hole`` under ``spec``."""
-
-    hole: ir.Hole
-    spec: HoleSpec
-    model: Any  # the inline ``from`` value of the statement, or None
-    distribution: tuple[str, ...] | None = None
-    prefer: ir.Prefer | None = None
-
-
-@dataclass
-class QueryFunction:
-    """A ``query NAME(params):`` definition bound in a scope."""
-
-    definition: ir.QueryDef
-
-
-# ------------------------------------------------------------------------ frames
-
-
-@dataclass
-class Block:
-    stmts: tuple[ir.Stmt, ...]
-    scope: Scope
-    pc: int = 0
-
-
-@dataclass
-class ForLoop:
-    stmt: ir.For
-    scope: Scope
-    items: Any
-    index: int = 0
-
-
-@dataclass
-class WhileLoop:
-    stmt: ir.While
-    scope: Scope
-
-
-@dataclass
-class PromptRun:
-    stmt: ir.Prompt
-    scope: Scope
-    index: int = 0
-    knowledge: str | None = None
-
-
-@dataclass
-class QueryCall:
-    """An activation of a nested query filling ``hole`` of the enclosing prompt."""
-
-    scope: Scope
-    hole: ir.Hole
-    context_mark: int
-    prompt_mark: int
-    depth: int
-
-
-Frame = Block | ForLoop | WhileLoop | PromptRun | QueryCall
-LOOPS = (ForLoop, WhileLoop)
 
 
 class _Unwind(Exception):
@@ -219,7 +148,7 @@ class ProgramState:
         def copy_scope(scope: Scope) -> Scope:
             if id(scope) not in scopes:
                 parent = copy_scope(scope.parent) if scope.parent else None
-                scopes[id(scope)] = Scope(_copy_value(scope.variables), parent, scope.names)
+                scopes[id(scope)] = Scope(copy_value(scope.variables), parent, scope.names)
             return scopes[id(scope)]
 
         twin.globals = copy_scope(self.globals)
@@ -352,8 +281,8 @@ class ProgramState:
 
     def _return(self, value: Any) -> None:
         if not any(isinstance(frame, QueryCall) for frame in self.frames):
-            sandbox.check_extent(value, self.limits, "the return value")
-            sandbox.check_unicode(value, "the return value")
+            sizes.check_extent(value, self.limits, "the return value")
+            sizes.check_unicode(value, "the return value")
         while self.frames and not isinstance(self.frames[-1], QueryCall):
             self.frames.pop()
         if not self.frames:
@@ -391,7 +320,7 @@ class ProgramState:
                 self._emit(part.text, frame)
             elif isinstance(part, ir.Interp):
                 value = self.evaluator.evaluate(part.value, frame.scope)
-                self._emit(sandbox.format_value(value, part.spec, self.limits), frame)
+                self._emit(sizes.format_value(value, part.spec, self.limits), frame)
             elif part.name in ROLES:
                 self.role = part.name
             else:
@@ -449,7 +378,7 @@ class ProgramState:
                   for k in getattr(call, "keywords", ())}
         if checked is not None:
             name = func_expr.id if isinstance(func_expr, ir.Name) else "query"
-            definition = _host_query_definition(target, checked, name)
+            definition = host_query_definition(target, checked, name)
             order = [p for p in getattr(target, "signature", ()) if p in checked.params]
             if len(order) == len(checked.params):  # a decorated function's parameter order
                 definition = ir.QueryDef(definition.name, tuple(order), definition.body,
@@ -462,7 +391,7 @@ class ProgramState:
             parent: Scope | None = None
         else:
             definition, names, parent = target.definition, self.names, self.globals
-        bound = _bind_arguments(definition, args, kwargs, hole)
+        bound = bind_arguments(definition, args, kwargs, hole)
         depth = 1 + sum(isinstance(f, QueryCall) for f in self.frames)
         if depth > self.limits.depth:
             raise LmqLimitError(f"nested queries are deeper than {self.limits.depth} "
@@ -479,7 +408,7 @@ class ProgramState:
             del self.context[call.context_mark:]
             del self.prompt_parts[call.prompt_mark:]
             self.prompt_size = sum(map(len, self.prompt_parts))
-            self._emit(sandbox.to_text(value, self.limits, f"the value of query "
+            self._emit(sizes.to_text(value, self.limits, f"the value of query "
                                        f"'{call.hole.name}'"), frame, hole=call.hole.name)
         else:
             value = "".join(self.prompt_parts[call.prompt_mark:])
@@ -496,7 +425,7 @@ class ProgramState:
         if self.prompt_size > self.limits.string_size:
             raise LmqLimitError(f"the prompt would grow past {self.limits.string_size:,} "
                                 "characters (limits.string_size)")
-        sandbox.check_unicode(text, "the prompt text")
+        sizes.check_unicode(text, "the prompt text")
         self.prompt_parts.append(text)
         self.context.append(Segment(text, self.role, frame.knowledge, hole, tokens, model))
 
@@ -527,89 +456,9 @@ class ProgramState:
         return self.evaluator.evaluate(call, inner)
 
     def _bind(self, hole: ir.Hole, value: Any, scope: Scope, logprobs: list[float]) -> None:
-        sandbox.check_extent(value, self.limits, f"the value of hole '{hole.name}'")
-        sandbox.check_unicode(value, f"the value of hole '{hole.name}'")
+        sizes.check_extent(value, self.limits, f"the value of hole '{hole.name}'")
+        sizes.check_unicode(value, f"the value of hole '{hole.name}'")
         scope.variables[hole.name] = value
         if scope is self.globals:
             self.values.setdefault(hole.name, []).append(value)
             self.logprobs[hole.name] = list(logprobs)
-
-
-def _host_query_definition(target: Any, checked: Any, name: str) -> ir.QueryDef:
-    """A host query's program as a query definition: its parameters, its body with the
-    program's ``where`` joined to each prompt statement's own (a nested query's holes see
-    only inline constraints), and the Query's own ``model``, if it names one, as each
-    prompt statement's inline ``from`` where it has none (its ``from`` clause, like any
-    program's, yields to the caller: here the enclosing run)."""
-    program = checked.program
-    model = getattr(target, "model", None)
-    model_expr = ir.Const(model) if model is not None else None
-
-    def fold(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
-        out: list[ir.Stmt] = []
-        for stmt in body:
-            if isinstance(stmt, ir.Prompt):
-                where = stmt.where
-                if program.where is not None:
-                    where = program.where if where is None else \
-                        ir.And((where, program.where), span=where.span)
-                stmt = dataclasses.replace(stmt, where=where,
-                                           model=stmt.model if stmt.model is not None
-                                           else model_expr)
-            elif isinstance(stmt, ir.If):
-                stmt = dataclasses.replace(stmt, body=fold(stmt.body), orelse=fold(stmt.orelse))
-            elif isinstance(stmt, (ir.For, ir.While)):
-                stmt = dataclasses.replace(stmt, body=fold(stmt.body))
-            out.append(stmt)
-        return tuple(out)
-
-    return ir.QueryDef(name, tuple(checked.params), fold(program.body), span=program.span)
-
-
-def _bind_arguments(definition: ir.QueryDef, args: list[Any], kwargs: dict[str, Any],
-                    hole: ir.Hole) -> dict[str, Any]:
-    params = definition.params
-    if len(args) > len(params):
-        raise LmqRuntimeError(f"query '{definition.name}' takes {len(params)} arguments, "
-                              f"got {len(args)}", hole.span)
-    bound = dict(zip(params, args))
-    for name, value in kwargs.items():
-        if name not in params or name in bound:
-            raise LmqRuntimeError(f"query '{definition.name}' got an unexpected or repeated "
-                                  f"argument '{name}'", hole.span)
-        bound[name] = value
-    missing = [p for p in params if p not in bound]
-    if missing:
-        raise LmqRuntimeError(f"query '{definition.name}' is missing argument "
-                              f"'{missing[0]}'", hole.span)
-    return bound
-
-
-def _copy_value(value: Any) -> Any:
-    """Copy the containers of a variable table; other values are immutable or opaque.
-    Without recursion, and each list or dict once: shared and cyclic containers stay
-    shared and cyclic in the copy, and a deeply nested or widely shared value costs only
-    its own size."""
-    copies: dict[int, Any] = {}
-    todo: list[tuple[Any, Any]] = []
-
-    def shell(item: Any) -> Any:
-        if isinstance(item, (dict, list)):
-            copied = copies.get(id(item))
-            if copied is None:
-                copied = copies[id(item)] = {} if isinstance(item, dict) else []
-                todo.append((item, copied))
-            return copied
-        if isinstance(item, set):
-            return set(item)
-        return item
-
-    result = shell(value)
-    while todo:
-        original, copied = todo.pop()
-        if isinstance(copied, dict):
-            for key, item in original.items():
-                copied[key] = shell(item)
-        else:
-            copied.extend(shell(item) for item in original)
-    return result

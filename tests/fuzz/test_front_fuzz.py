@@ -9,16 +9,12 @@ random character edits of those. ``make fuzz`` runs the same properties for long
 
 from __future__ import annotations
 
-import time
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lmq_fuzz_programs import mutants, programs
 
 from lmq.checks import compile_source
 from lmq.errors import LmqError
-
-SECONDS_PER_EXAMPLE = 5.0
 
 TOKENS = [
     "argmax", "sample(n=2)", "beam", "from", "where", "distribution", "prefer", "query",
@@ -34,7 +30,6 @@ SETTINGS = settings(max_examples=300, deadline=None,
 
 
 def assert_compiles_or_lmq_error(text: str) -> None:
-    started = time.perf_counter()
     try:
         compile_source(text, "fuzz.lmq")
     except LmqError as error:
@@ -46,7 +41,6 @@ def assert_compiles_or_lmq_error(text: str) -> None:
             line = text.split("\n")[error.line - 1] if error.line <= text.count("\n") + 1 \
                 else ""
             assert error.column <= len(line) + 2, (error.column, line)
-    assert time.perf_counter() - started < SECONDS_PER_EXAMPLE
 
 
 @SETTINGS

@@ -8,8 +8,6 @@ end on ``tiny-random``."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -75,7 +73,6 @@ def test_generated_programs_run_or_fail_cleanly(source: str, data: st.DataObject
         return
     tools = Tools(data)
     params, table = bind(checked, data, tools)
-    started = time.perf_counter()
     try:
         state = ProgramState(checked.program, params, table, LIMITS, output=lambda text: None)
         while (request := state.run()) is not None:
@@ -85,7 +82,6 @@ def test_generated_programs_run_or_fail_cleanly(source: str, data: st.DataObject
                 state = state.fork()
     except LmqError as error:
         check_error(error, source)
-    assert time.perf_counter() - started < 10 * LIMITS.timeout  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("seed", range(3))
