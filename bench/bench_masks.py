@@ -1,10 +1,20 @@
 """Mask-engine micro-benchmark on SmolLM2's tokenizer (49,152 tokens); no model is loaded.
 
-Prints, per constraint: DFA compile time and size, first-visit mask time per state and
-cached lookup times (p50/p99 over random valid walks), the time to explore every state
-(what a precomputing index pays up front), and outlines-core's ``Index`` build time on
-the same vocabulary for comparison. Timings are wall-clock on whatever machine runs it;
-compare numbers from one run only.
+Prints, per constraint: compile time, the automaton kind (``dfa``: complete, built up
+front; ``lazy``: the fallback past the compile budget, states built on first visit) and
+its states, the memory it holds after the walks (automaton table or memo, plus the guide's
+memoised masks), first-visit mask time per state and cached lookup times (p50/p99/max over
+random valid walks), the time to explore every state (what a precomputing index pays up
+front), and outlines-core's ``Index`` build time on the same vocabulary with the ratio of
+lmq's compile time to it (``lmq/out``; below 1: lmq compiles faster).
+Timings are wall-clock on whatever machine runs it; compare numbers from one run only.
+
+Fallback cases: ``ab20`` is ``(a|b)*a(a|b){20}`` (2^21 DFA states: lazy; outlines-core
+would have to build them all, so it is not run), ``tags`` a JSON array of strings (lmq
+bounds it at 16 strings of 256 characters, past the eager time budget; outlines leaves
+both unbounded, a small automaton -- another language, as for ``json4``);
+``email~`` and ``line64~`` are those regexes forced onto the lazy path (``max_states=1``)
+to show what the fallback costs against the complete DFA.
 
 Besides regexes: ``labels3`` is LABELS over the 10 topics of label_sets.json (unique,
 max=3; outlines gets the equivalent regex listing all 820 label sequences), ``json4`` a
@@ -52,9 +62,13 @@ CASES = [
     ("email", r"[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}"),
     ("line64", r"[^\n]{0,64}"),
     ("line256", r"[^\n]{0,256}"),
+    ("ab20", r"(a|b)*a(a|b){20}"),
 ]
+NO_OUTLINES = {"line256", "ab20"}  # outlines-core: too slow to build (minutes) / 2^21 states
+LAZY = fsm.CompileBudget(max_states=1)
 TOPICS = ("business", "sports", "politics", "science", "technology", "health", "entertainment",
           "travel", "education", "environment")
+TAGS = {"type": "array", "items": {"type": "string"}}
 SCHEMA4 = {"type": "object", "properties": {
     "name": {"type": "string"}, "age": {"type": "integer"}, "email": {"type": "string"},
     "active": {"type": "boolean"}}, "required": ["name", "age"]}
@@ -67,20 +81,28 @@ TEXT500 = (
     "carry most commuters, and nearly every new car sold is electric — a world first. Café!")
 
 
+def schema_regex(schema) -> str | None:
+    """outlines-core's regex for a JSON schema (compact, unbounded strings)."""
+    try:
+        from outlines_core.json_schema import build_regex_from_schema
+    except ImportError:
+        return None
+    return build_regex_from_schema(json.dumps(schema), whitespace_pattern="")
+
+
 def tree_cases():
-    """(name, lmq tree, outlines regex or None) for every benchmarked constraint."""
-    cases = [(name, rg.Regex(pattern), None if name == "line256" else pattern)
+    """(name, lmq tree, outlines regex or None, budget) for every benchmarked constraint."""
+    cases = [(name, rg.Regex(pattern), None if name in NO_OUTLINES else pattern)
              for name, pattern in CASES]
     sequences = [", ".join(p) for k in (1, 2, 3) for p in itertools.permutations(TOPICS, k)]
     cases.append(("labels3", rg.Labels(TOPICS, ", ", 1, 3, True), "(" + "|".join(sequences) + ")"))
-    try:
-        from outlines_core.json_schema import build_regex_from_schema
-        schema_regex = build_regex_from_schema(json.dumps(SCHEMA4), whitespace_pattern="")
-    except ImportError:
-        schema_regex = None
-    cases.append(("json4", rg.json_node(SCHEMA4), schema_regex))
+    cases.append(("json4", rg.json_node(SCHEMA4), schema_regex(SCHEMA4)))
     cases.append(("span500", rg.Substring(TEXT500[:500]), None))
-    return cases
+    cases.append(("tags", rg.json_node(TAGS), schema_regex(TAGS)))
+    cases = [(*case, fsm.DEFAULT_BUDGET) for case in cases]
+    forced = [(f"{name}~", tree, None, LAZY) for name, tree, _, _ in cases
+              if name in ("email", "line64")]
+    return cases + forced
 
 
 def load_tokenizer():
@@ -140,6 +162,35 @@ def outlines_build(index: TokenIndex, pattern: str):
     return time.perf_counter() - start, len(built.get_transitions())
 
 
+def compile_case(tree, budget):
+    """The automaton (not memoised) and the seconds it took."""
+    start = time.perf_counter()
+    dfa = fsm._compile(tree, budget)
+    return dfa, time.perf_counter() - start
+
+
+def explore_all(dfa, index) -> float:
+    """Seconds to explore every state of a complete DFA (what a precomputing index pays)."""
+    fresh = DfaGuide(dfa, index, memo_bytes=1 << 40)
+    start = time.perf_counter()
+    for state in range(1, dfa.num_states):
+        fresh.allowed(state)
+    return time.perf_counter() - start
+
+
+def held(guide: DfaGuide) -> str:
+    """What a constraint holds after the walks: its automaton (table, or a lazy one's memo)
+    and the guide's memoised allowed sets and bool rows, in MiB."""
+    memos = guide._memo.nbytes + guide._masks.nbytes
+    return f"{guide.dfa.nbytes / 2**20:5.1f} {memos / 2**20:5.1f}"
+
+
+def stats_line(values: list[float], scale: float, unit: str) -> str:
+    """p50, p99 and max of ``values`` in ``unit``."""
+    return (f"{percentile(values, 50) * scale:7.2f}{unit} {percentile(values, 99) * scale:7.2f}"
+            f"{unit} {max(values, default=float('nan')) * scale:7.2f}{unit}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--no-outlines", action="store_true")
@@ -157,13 +208,15 @@ def main() -> None:
         loaded = time.perf_counter() - start
     print(f"TokenIndex: build {built * 1e3:.0f} ms, load from disk cache {loaded * 1e3:.0f} ms "
           f"({len(index.order)} content tokens, {len(index.columns)} byte columns)")
-    print(f"{'case':9} {'compile':>9} {'states':>6} | {'first p50':>9} {'p99':>7} | "
-          f"{'allowed p50':>11} {'p99':>6} | {'mask p50':>8} {'p99':>6} | {'advance':>7} | "
-          f"{'all states':>10} | {'outlines':>9} {'states':>6}")
-    for name, tree, pattern in tree_cases():
-        start = time.perf_counter()
-        dfa = fsm._compile(tree, fsm.CompileBudget(), time.perf_counter() + 60)  # no LRU
-        compile_s = time.perf_counter() - start
+    print("first: first visit of a state (ms); allowed, mask: cached state (us); MiB held "
+          "after the walks: auto(maton table or lazy memo), memo(ised masks)")
+    print(f"{'case':9} {'compile':>9} {'kind':>4} {'states':>6} {'auto':>5} {'memo':>5} | "
+          f"{'first p50':>9} {'p99':>9} {'max':>9} | {'allowed p50':>11} {'p99':>9} "
+          f"{'max':>9} | {'mask p50':>9} {'p99':>9} {'max':>9} | {'advance':>7} | "
+          f"{'all states':>10} | {'outlines':>9} {'states':>6} {'lmq/out':>7}")
+    for name, tree, pattern, budget in tree_cases():
+        dfa, compile_s = compile_case(tree, budget)
+        kind = "lazy" if dfa.lazy else "dfa"
         guide = DfaGuide(dfa, index)
         first, states = walk_states(guide, random.Random(0), walks=20, steps=40)
         allowed_t = time_calls(guide.allowed, states)
@@ -173,22 +226,17 @@ def main() -> None:
         picks = [(s, int(guide.allowed(s)[0])) for s in states if len(guide.allowed(s))]
         advance_t = time_calls(lambda pick, g=guide: g.advance(*pick), picks)
         full = float("nan")
-        if dfa.num_states <= args.full_limit:
-            fresh = DfaGuide(dfa, index, memo_bytes=1 << 40)
-            start = time.perf_counter()
-            for state in range(1, dfa.num_states):
-                fresh.allowed(state)
-            full = time.perf_counter() - start
+        if not dfa.lazy and dfa.num_states <= args.full_limit:
+            full = explore_all(dfa, index)
         outlines, o_states = float("nan"), 0
         if not args.no_outlines and pattern is not None:
             outlines, o_states = outlines_build(index, pattern)
-        us = 1e6
-        print(f"{name:9} {compile_s * 1e3:7.1f}ms {dfa.num_states:6d} | "
-              f"{percentile(first, 50) * 1e3:7.2f}ms {percentile(first, 99) * 1e3:5.2f}ms | "
-              f"{percentile(allowed_t, 50) * us:9.1f}us {percentile(allowed_t, 99) * us:4.1f}us | "
-              f"{percentile(mask_t, 50) * us:6.1f}us {percentile(mask_t, 99) * us:4.1f}us | "
-              f"{statistics.median(advance_t) * us:5.1f}us | {full:9.2f}s | "
-              f"{outlines:8.2f}s {o_states:6d}")
+        print(f"{name:9} {compile_s * 1e3:7.1f}ms {kind:>4} {dfa.num_states:6d} "
+              f"{held(guide)} | {stats_line(first, 1e3, 'ms')} | "
+              f"  {stats_line(allowed_t, 1e6, 'us')} | "
+              f"{stats_line(mask_t, 1e6, 'us')} | "
+              f"{statistics.median(advance_t) * 1e6:5.1f}us | {full:9.2f}s | "
+              f"{outlines:8.2f}s {o_states:6d} {compile_s / outlines:7.3f}")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Shows: ``route`` by sentence-embedding similarity to each specialist's description and
 examples, and by a language model's constrained choice among the names (a probability per
 name); the answer is the chosen model's spec, so a program can run its next hole on it
-with ``from route(...)``; ``decision`` gives the scores inside a program. Specialists can
-also be declared as ``[tool.lmq.specialists.NAME]`` tables (model, description, examples,
-system) in pyproject.toml or lmq.toml.
+with ``from route(...)``, under the chosen specialist's system prompt; ``decision`` gives
+the scores inside a program. Specialists can also be declared as
+``[tool.lmq.specialists.NAME]`` tables in pyproject.toml or lmq.toml, and their names then
+work as models too: see examples/specialists/.
 
 Run: python examples/stdlib_routing.py [MODEL]   (default: $LMQ_MODEL, else smollm2)
 """
@@ -19,9 +20,11 @@ from lmq.stdlib.routing import route
 MODEL = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LMQ_MODEL", "smollm2")
 specialists = {
     "geography": {"model": MODEL, "description": "Countries, capitals, rivers, mountains.",
-                  "examples": ["What is the capital of Peru?"]},
+                  "examples": ["What is the capital of Peru?"],
+                  "system": "You are a geography teacher. Answer in one sentence."},
     "cooking": {"model": MODEL, "description": "Recipes, ingredients and kitchen advice.",
-                "examples": ["How long should I boil an egg?"]},
+                "examples": ["How long should I boil an egg?"],
+                "system": "You are a chef. Answer in one sentence."},
 }
 for request in ("Which river flows through Vienna?", "How do I make a pancake batter?"):
     by_embedding = route(request, specialists)

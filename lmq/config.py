@@ -23,6 +23,15 @@ The file's keys::
     small = "smollm2"
     local = "hf:models/my-model"   # relative paths are relative to the file
 
+    [tool.lmq.specialists.law]  # a specialist: usable wherever a model name is
+    model = "small"             # a name, alias or spec; default: the default model
+    description = "Contracts, courts and statutes."   # for lmq.stdlib.routing.route
+    examples = ["Can my landlord keep the deposit?"]
+    system = "You are a careful legal assistant."     # opens its conversations
+    adapter = "adapters/law"    # a PEFT adapter folder (needs the peft package)
+    temperature = 0.7           # generation settings: temperature, top_k, top_p,
+    max_tokens = 128            #   max_tokens (see :class:`Specialist`)
+
 The file is read afresh on each run (a few ``stat`` calls and a small TOML parse), so an
 edit takes effect at once. ``LMQ_NO_CACHE=1`` disables every cache of lmq: compiled
 queries, token indexes on disk.
@@ -37,13 +46,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmq.errors import LmqError
+from lmq.decoders import _check as decoder_argument_problem
+from lmq.errors import LmqError, did_you_mean
 
 DEFAULT_MODEL = "smollm2"
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_LOG_LEVEL = "WARNING"
-# "specialists" is read by lmq.stdlib.routing
 KEYS = ("model", "decoder", "batch_size", "log_level", "models", "specialists")
+GENERATION_KEYS = ("temperature", "top_k", "top_p", "max_tokens")  # DecoderSpec fields
+SPECIALIST_KEYS = ("model", "description", "examples", "system", "adapter", *GENERATION_KEYS)
 
 
 class LmqConfigError(LmqError):
@@ -60,6 +71,86 @@ class Config:
     batch_size: int | None = None
     log_level: str | None = None
     models: Mapping[str, str] = field(default_factory=dict)
+    specialists: Mapping[str, Specialist] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Specialist:
+    """A model plus what it is for (LANGUAGE.md section 9), usable wherever a model name is.
+
+    ``model`` is a model name, alias or spec (None: the run's model, else the default
+    model, see :func:`specialist_model`); ``description`` and ``examples`` are what
+    ``lmq.stdlib.routing.route`` compares a request with; ``system`` opens every
+    conversation it decodes (a system turn in a chat, a leading paragraph in a plain
+    prompt); ``adapter`` is a PEFT adapter folder merged into the model's weights;
+    ``settings`` are generation settings, ``(DecoderSpec field, value)`` pairs. They apply
+    when the specialist is the run's model (``--model``, ``model=``, the program's ``from``
+    clause, the configured default) and override the decoder's fields; a specialist that
+    runs one statement (inline ``from``) must agree with the run's decoder on the settings
+    that decoder uses, since one decoding loop has one decoder.
+    """
+
+    name: str
+    model: str | None = None
+    description: str = ""
+    examples: tuple[str, ...] = ()
+    system: str | None = None
+    adapter: str | None = None
+    settings: tuple[tuple[str, Any], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The entry as plain data, in the configuration's keys (unset ones left out)."""
+        entry: dict[str, Any] = {"model": self.model, "description": self.description,
+                                 "examples": list(self.examples)}
+        for key in ("system", "adapter"):
+            if getattr(self, key) is not None:
+                entry[key] = getattr(self, key)
+        entry.update(self.settings)
+        return entry
+
+
+def parse_specialist(name: str, entry: Any, base: Path | None = None,
+                     where: str = "route") -> Specialist:
+    """A specialist from its table (or a bare description string). ``base`` anchors
+    relative ``hf:``/``gguf:`` models and adapter folders (the configuration's folder);
+    ``where`` names the source in error messages."""
+    if isinstance(entry, str):
+        entry = {"description": entry}
+    if not isinstance(entry, Mapping):
+        raise LmqConfigError(f"{where}: specialist '{name}' must be a table")
+    for key in entry:
+        if key == "decoder":
+            raise LmqConfigError(f"{where}: specialist '{name}': 'decoder' is not a "
+                                 "specialist setting", hint="the program or the caller "
+                                 "chooses the decoder; a specialist may set "
+                                 + ", ".join(GENERATION_KEYS))
+        if key not in SPECIALIST_KEYS:
+            raise LmqConfigError(f"{where}: specialist '{name}' has an unknown key '{key}'",
+                                 hint=did_you_mean(key, SPECIALIST_KEYS)
+                                 or f"keys: {', '.join(SPECIALIST_KEYS)}")
+    for key in ("model", "description", "system", "adapter"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise LmqConfigError(f"{where}: specialist '{name}': '{key}' must be a string")
+    examples = entry.get("examples", [])
+    if not isinstance(examples, (list, tuple)) or \
+            not all(isinstance(e, str) for e in examples):
+        raise LmqConfigError(f"{where}: specialist '{name}': 'examples' must be a list "
+                             "of strings")
+    settings = []
+    for key in GENERATION_KEYS:
+        if key in entry:
+            problem = decoder_argument_problem(key, entry[key])
+            if problem:
+                raise LmqConfigError(f"{where}: specialist '{name}': '{key}' must be "
+                                     f"{problem}, not {entry[key]!r}")
+            settings.append((key, entry[key]))
+    model, adapter = entry.get("model"), entry.get("adapter")
+    if base is not None:
+        model = anchor_path(model, base) if model is not None else None
+        if adapter is not None and not Path(adapter).expanduser().is_absolute():
+            adapter = str(base / Path(adapter).expanduser())
+    return Specialist(name, model, entry.get("description") or "", tuple(examples),
+                      entry.get("system"), adapter, tuple(settings))
 
 
 def caching_enabled() -> bool:
@@ -103,8 +194,12 @@ def _has_lmq_table(path: Path) -> bool:
 def load_config(start: Path | None = None) -> Config:
     """The configuration in force for a run started in ``start`` (default: cwd)."""
     path = find_config_file(start)
-    if path is None:
-        return Config()
+    return Config() if path is None else read_config(path)
+
+
+def read_config(path: Path) -> Config:
+    """The configuration of one file (``lmq.toml`` keys at the top level, else
+    ``[tool.lmq]``)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
@@ -117,8 +212,6 @@ def load_config(start: Path | None = None) -> Config:
 def _validate(data: dict[str, Any], path: Path) -> Config:
     for key in data:
         if key not in KEYS:
-            from lmq.errors import did_you_mean
-
             raise LmqConfigError(f"{path}: unknown key '{key}'",
                                  hint=did_you_mean(key, KEYS) or f"keys: {', '.join(KEYS)}")
     for key in ("model", "decoder", "log_level"):
@@ -131,9 +224,17 @@ def _validate(data: dict[str, Any], path: Path) -> Config:
     if not isinstance(models, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
         raise LmqConfigError(f"{path}: [models] must map names to spec strings")
+    table = data.get("specialists", {})
+    if not isinstance(table, dict):
+        raise LmqConfigError(f"{path}: [specialists] must be a table of tables")
+    both = sorted(set(table) & set(models))
+    if both:
+        raise LmqConfigError(f"{path}: '{both[0]}' is both a model alias and a specialist")
     return Config(path, data.get("model"), data.get("decoder"), batch_size,
                   data.get("log_level"),
-                  {name: anchor_path(spec, path.parent) for name, spec in models.items()})
+                  {name: anchor_path(spec, path.parent) for name, spec in models.items()},
+                  {name: parse_specialist(name, entry, path.parent, str(path))
+                   for name, entry in table.items()})
 
 
 def anchor_path(spec: str, base: Path) -> str:
@@ -150,6 +251,18 @@ def default_model_name(config: Config | None = None) -> str:
     """``LMQ_MODEL``, else the configuration's ``model``, else ``smollm2``."""
     config = load_config() if config is None else config
     return os.environ.get("LMQ_MODEL") or config.model or DEFAULT_MODEL
+
+
+def specialist_model(specialist: Specialist, config: Config | None = None) -> str:
+    """The model a specialist runs on: its ``model``, else ``LMQ_MODEL`` or the
+    configuration's ``model`` unless that names a specialist, else ``smollm2``."""
+    if specialist.model is not None:
+        return specialist.model
+    config = load_config() if config is None else config
+    for name in (os.environ.get("LMQ_MODEL"), config.model):
+        if name and name not in config.specialists:
+            return name
+    return DEFAULT_MODEL
 
 
 def default_decoder_text(config: Config | None = None) -> str | None:

@@ -7,7 +7,7 @@ and the default system turn, which are then inserted wherever the role changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _A, _B = "\u2060lmqA\u2060", "\u2060lmqB\u2060"
 
@@ -15,11 +15,13 @@ _A, _B = "\u2060lmqA\u2060", "\u2060lmqB\u2060"
 @dataclass(frozen=True)
 class ChatFormat:
     """Text around each role's turns; ``default_system`` opens a conversation whose first
-    turn is not a system turn (SmolLM2's template adds one)."""
+    turn is not a system turn (SmolLM2's template adds one). ``system`` is a specialist's
+    system prompt (:meth:`with_system`)."""
 
     headers: dict[str, str]
     footers: dict[str, str]
     default_system: str = ""
+    system: str = ""
 
     @classmethod
     def plain(cls) -> ChatFormat:
@@ -56,9 +58,21 @@ class ChatFormat:
             default_system = alone[: len(alone) - len(headers["user"])]
         return cls(headers, footers, default_system)
 
+    def with_system(self, prompt: str) -> ChatFormat:
+        """This format with ``prompt`` opening every conversation: as the system turn of a
+        chat (instead of the default one; a program's own system turn follows it in the
+        same turn), as a leading paragraph of a plain prompt."""
+        return replace(self, system=prompt)
+
     def transition(self, previous: str | None, role: str | None, opened: bool) -> str:
         """Text to insert when the role changes from ``previous`` to ``role``;
         ``opened`` says whether a conversation has been opened before."""
+        if not opened and self.system:
+            if role is None:
+                return self.system + "\n\n"
+            turn = self.headers["system"] + self.system
+            return turn + "\n\n" if role == "system" else \
+                turn + self.footers["system"] + self.headers[role]
         if previous == role:
             return ""
         text = self.footers.get(previous, "") if previous else ""

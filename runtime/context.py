@@ -63,6 +63,11 @@ class RowContext:
     length: int = 0  # tokens in the row, pending included
     last_logits: Any = None
 
+    def __post_init__(self) -> None:
+        system = getattr(self.backend, "system", None)  # a specialist's (lmq.runtime.specialists)
+        if system:
+            self.chat = self.chat.with_system(system)
+
     @property
     def role(self) -> str | None:
         return self.fed[-1].role_after
@@ -94,7 +99,7 @@ class RowContext:
             else:
                 text += segment.text
                 self.fed.append(_Fed(segment.serial, 0, segment.role))
-        if role is not None:
+        if role is not None or not self._opened(text):  # (a specialist's system prompt)
             text += self.chat.transition(self.role, role, self._opened(text))
         self._queue_text(text, role if role is not None else self.role, again)
 

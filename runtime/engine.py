@@ -16,7 +16,6 @@ import numpy as np
 
 from lmq import regular
 from lmq.runtime.chat import ChatFormat
-from lmq.runtime.fsm import shortest_completion_len
 from lmq.runtime.guide import DfaGuide
 from lmq.runtime.tokens import TokenIndex
 
@@ -44,9 +43,6 @@ class ModelRuntime:
             guide = self._guides.get(tree)
             if guide is None:
                 guide = DfaGuide.from_regular(tree, self.index)
-                # bytes to acceptance per state, for budget-aware masks (lmq.runtime.holes)
-                guide.completion = shortest_completion_len(guide.dfa)
-                guide.max_completion = int(guide.completion.max(initial=0))
                 self._guides[tree] = guide
                 if len(self._guides) > _GUIDE_CACHE_SIZE:
                     self._guides.popitem(last=False)

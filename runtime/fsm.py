@@ -1,4 +1,4 @@
-"""Compile :mod:`lmq.regular` trees into byte-level DFAs.
+"""Compile :mod:`lmq.regular` trees into byte-level automata.
 
 A :class:`ByteDfa` reads the UTF-8 bytes of a value. Its dense table ``transitions[state,
 byte]`` has a dead sink :data:`DEAD` (state 0, its row all ``DEAD``); every other state is
@@ -7,40 +7,51 @@ compilation trims the rest into ``DEAD``. So "still completable" is ``state != D
 
 How: a regex becomes a Thompson NFA over bytes (:mod:`lmq.runtime.nfa`) and a budgeted
 subset construction turns it into the DFA. The other leaves (literals, choices,
-prefix/suffix/contains, character lengths, ANY) are built as NFAs directly, ``LABELS`` and
-``SPAN`` as DFAs directly (:mod:`lmq.runtime.fsm_builders`), a JSON schema as a regular
-tree first (:mod:`lmq.runtime.fsm_json`); ``And``/``Or``/``Not`` are product
-constructions on DFAs, ``Not`` relative to valid UTF-8. interegular's own ``to_fsm`` is not used: its
-crawl looks states up in a list (quadratic; ``(a|b)*a(a|b){12}`` takes 5 s there) and
-cannot be stopped, while a constraint must compile within a budget or fail cleanly.
-Determinizing a byte NFA also shares the UTF-8 continuation states of a character class
-(``[^\\n]{0,64}``: 514 states), which a char-level DFA expanded per transition would not.
+prefix/suffix/contains, character lengths, ANY) are built as NFAs directly, ``LABELS`` as a
+subset construction of its own and ``SPAN`` as a DFA (:mod:`lmq.runtime.fsm_builders`), a
+JSON schema as a regular tree first (:mod:`lmq.runtime.fsm_json`); ``And``/``Or``/``Not``
+are product constructions, ``Not`` relative to valid UTF-8. The subset and product constructions are
+:class:`~lmq.runtime.fsm_lazy.LazyAutomaton` objects, expanded breadth first into a ByteDfa
+while that fits the :class:`CompileBudget` (states, seconds). Past it the lazy automaton
+itself is the result -- the same language, its states built as decoding meets them --
+instead of an error or a hang (``(a|b)*a(a|b){20}``: 2^21 DFA states, an NFA of 175).
+interegular's own ``to_fsm`` is not used: its crawl looks states up in a list (quadratic;
+``(a|b)*a(a|b){12}`` takes 5 s there) and cannot be stopped. Determinizing a byte NFA also
+shares the UTF-8 continuation states of a character class (``[^\\n]{0,64}``: 514 states),
+which a char-level DFA expanded per transition would not.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from itertools import islice
+from functools import cached_property
+from typing import Union
 
 import interegular
 import numpy as np
 from interegular import patterns as ip
 
 from lmq import regular as rg
-from lmq.errors import LmqCompileError
-from lmq.runtime.fsm_builders import labels_automaton, substring_automaton
+from lmq.runtime.fsm_builders import LabelsAutomaton, substring_automaton
 from lmq.runtime.fsm_json import schema_regular
-from lmq.runtime.nfa import (  # noqa: F401  (CompileBudget, utf8_sequences: re-exported)
-    ALL_CHARS, DEFAULT_BUDGET, CompileBudget, Nfa, check_time, too_large, utf8_sequences)
+from lmq.runtime.fsm_lazy import DEAD, UNKNOWN, LazyAutomaton, ProductAutomaton, SubsetAutomaton
+from lmq.runtime.nfa import (  # noqa: F401  (utf8_sequences: re-exported)
+    ALL_CHARS,
+    DEFAULT_BUDGET,
+    AutomatonLimitError,
+    CompileBudget,
+    Nfa,
+    too_large,
+    utf8_sequences,
+)
 
-DEAD = 0
 JSON_HINT = ("give strings a smaller 'maxLength' and arrays a smaller 'maxItems' in the schema "
              "(unbounded strings get 256 characters, arrays 16 items, and each bounded "
              "character costs about 16 automaton states)")
+Automaton = Union["ByteDfa", LazyAutomaton]
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,16 +60,38 @@ class ByteDfa:
 
     ``transitions``: int32 ``[S, 256]``; ``accepting``, ``live``: bool ``[S]`` (``live`` is
     False only at :data:`DEAD`); ``initial`` is :data:`DEAD` iff the language is empty.
+    It also speaks :class:`LazyAutomaton`'s interface (its states are both keys and ids),
+    so guides and products take either.
     """
 
     transitions: np.ndarray
     accepting: np.ndarray
     live: np.ndarray
     initial: int
+    lazy = False
 
     @property
     def num_states(self) -> int:
         return len(self.accepting)
+
+    @property
+    def nbytes(self) -> int:
+        return self.transitions.nbytes
+
+    @cached_property
+    def flat(self) -> np.ndarray:
+        return self.transitions.ravel()
+
+    @cached_property
+    def completion(self) -> np.ndarray:
+        """int32 ``[S]``: fewest bytes from each state to acceptance (-1 at :data:`DEAD`)."""
+        completion = _reverse_distances(self.transitions, self.accepting)
+        completion.flags.writeable = False
+        return completion
+
+    @cached_property
+    def max_distance(self) -> int:
+        return int(self.completion.max(initial=0))
 
     def walk(self, state: int, data: bytes) -> int:
         """The state after reading ``data`` from ``state`` (:data:`DEAD` once it dies)."""
@@ -69,50 +102,30 @@ class ByteDfa:
                 break
         return state
 
+    def accepts(self, state: int) -> bool:
+        return bool(self.accepting[state])
 
-def _determinize(nfa: Nfa, start: int, final: int) -> ByteDfa:
-    """Subset construction. A DFA state is the set of NFA states with byte edges reached by
-    epsilon closure (plus ``final`` if reached): states differing only in epsilon-only
-    members behave alike, so leaving those out merges them."""
-    closures: dict[int, frozenset[int]] = {}
+    def distance(self, state: int) -> int:
+        return int(self.completion[state])
 
-    def closure(s: int) -> frozenset[int]:
-        if s not in closures:
-            seen, todo = {s}, [s]
-            while todo:
-                for t in nfa.eps[todo.pop()]:
-                    if t not in seen:
-                        seen.add(t)
-                        todo.append(t)
-            closures[s] = frozenset(t for t in seen if nfa.edges[t] or t == final)
-        return closures[s]
+    def live_bytes(self, state: int) -> np.ndarray:
+        return np.flatnonzero(self.transitions[state]).astype(np.int32)  # DEAD == 0
 
-    initial = closure(start)
-    if not initial:
-        return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
-    ids: dict[frozenset[int], int] = {frozenset(): DEAD, initial: 1}
-    sets, rows, budget = [frozenset(), initial], [np.zeros(256, np.int32)], nfa.budget
-    for i, members in enumerate(islice(sets, 1, None), start=1):  # grows as we walk
-        if i % 256 == 0:
-            check_time(nfa.deadline)
-        edges = [edge for s in members for edge in nfa.edges[s]]
-        bounds = sorted({lo for lo, _, _ in edges} | {hi + 1 for _, hi, _ in edges})
-        targets: list[set[int]] = [set() for _ in bounds]
-        for lo, hi, target in edges:
-            for k in range(bisect.bisect_left(bounds, lo), bisect.bisect_left(bounds, hi + 1)):
-                targets[k].add(target)
-        rows.append(row := np.zeros(256, np.int32))
-        for k, reached in enumerate(targets):
-            if reached:
-                key = frozenset().union(*(closure(t) for t in reached))
-                if key not in ids:
-                    if len(sets) > budget.max_states:
-                        raise too_large(f"more than {budget.max_states} DFA states")
-                    ids[key] = len(sets)
-                    sets.append(key)
-                row[bounds[k]:bounds[k + 1]] = ids[key]
-    accepting = np.array([final in s for s in sets], dtype=bool)
-    return _trimmed(np.stack(rows), accepting, 1)
+    # The id-level half of the LazyAutomaton interface: ids are the states themselves.
+    def checkpoint(self) -> None:
+        pass
+
+    def intern(self, state: int) -> int:
+        return state
+
+    def key_of(self, state: int) -> int:
+        return state
+
+    def row(self, state: int) -> np.ndarray:
+        return self.transitions[state]
+
+    def accepts_id(self, state: int) -> bool:
+        return bool(self.accepting[state])
 
 
 def _reverse_distances(table: np.ndarray, sources: np.ndarray) -> np.ndarray:
@@ -156,42 +169,31 @@ def _trimmed(table: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDfa:
     return ByteDfa(new_table, new_accepting, new_live, int(renumber[initial]))
 
 
-_OPS = {"and": (lambda x, y: x and y, lambda x, y: x == DEAD or y == DEAD),
-        "or": (lambda x, y: x or y, lambda x, y: x == DEAD and y == DEAD),
-        "diff": (lambda x, y: x and not y, lambda x, y: x == DEAD)}
+def _empty() -> ByteDfa:
+    return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
 
 
-def _product(a: ByteDfa, b: ByteDfa, op: str, budget: CompileBudget,
-             deadline: float) -> ByteDfa:
-    """The product automaton of ``a`` and ``b``, accepting by ``op`` (and, or, diff)."""
-    accept, dead = _OPS[op]
-    width = b.num_states
-    start = (a.initial, b.initial)
-    if dead(*start):
-        return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
-    ids, pairs, rows = {start[0] * width + start[1]: 1}, [(0, 0), start], [np.zeros(256, np.int32)]
-    for i, (x, y) in enumerate(islice(pairs, 1, None), start=1):  # grows as we walk
-        if i % 256 == 0:
-            check_time(deadline)
-        codes = a.transitions[x].astype(np.int64) * width + b.transitions[y]
-        unique, inverse = np.unique(codes, return_inverse=True)
-        targets = []
-        for code in unique.tolist():
-            x2, y2 = divmod(code, width)
-            if dead(x2, y2):
-                targets.append(DEAD)
-                continue
-            if code not in ids:
-                if len(pairs) > budget.max_states:
-                    raise too_large(f"more than {budget.max_states} DFA states")
-                ids[code] = len(pairs)
-                pairs.append((x2, y2))
-            targets.append(ids[code])
-        rows.append(np.asarray(targets, dtype=np.int32)[inverse])
-    accepting = np.array([accept(bool(a.accepting[x]), bool(b.accepting[y]))
-                          for x, y in pairs], dtype=bool)
-    accepting[DEAD] = False
-    return _trimmed(np.stack(rows), accepting, 1)
+class _TooLarge(Exception):
+    """The complete DFA would exceed the state or time budget."""
+
+
+def _materialize(auto: LazyAutomaton, budget: CompileBudget, deadline: float) -> ByteDfa:
+    """Every state of a freshly made lazy automaton, breadth first, as a trimmed ByteDfa.
+
+    On a fresh automaton ids come out in discovery order, so expanding ids 1, 2, ... until
+    none is left visits exactly the reachable states, and the memo's table is the DFA."""
+    if auto.initial == DEAD:
+        return _empty()
+    start = i = auto.intern(auto.initial)
+    while i < auto.num_states:
+        if i & 255 == 1 and time.perf_counter() > deadline:
+            raise _TooLarge
+        auto.row(i)
+        if auto.num_states > budget.max_states + 1:
+            raise _TooLarge
+        i += 1
+    accepting = np.array([auto.accepts_id(j) for j in range(i)], dtype=bool)
+    return _trimmed(auto.table[:i].copy(), accepting, start)
 
 
 def _leaf(nfa: Nfa, tree: rg.Regular) -> tuple[int, int]:
@@ -222,73 +224,109 @@ def _leaf(nfa: Nfa, tree: rg.Regular) -> tuple[int, int]:
     raise TypeError(f"not a regular constraint: {tree!r}")
 
 
-def _compile(tree: rg.Regular, budget: CompileBudget, deadline: float) -> ByteDfa:
-    match tree:
-        case rg.And(parts) | rg.Or(parts) if parts:
-            op = "and" if isinstance(tree, rg.And) else "or"
-            result = _compile(parts[0], budget, deadline)
-            for part in parts[1:]:
-                result = _product(result, _compile(part, budget, deadline), op, budget, deadline)
-            return result
-        case rg.And(()):
-            return _compile(rg.ANY, budget, deadline)
-        case rg.Or(()):
-            return _compile(rg.OneOf(()), budget, deadline)
-        case rg.Not(part):
-            return _product(_compile(rg.ANY, budget, deadline),
-                            _compile(part, budget, deadline), "diff", budget, deadline)
-        case rg.Labels():
-            return _trimmed(*labels_automaton(tree, budget, deadline))
-        case rg.Substring(text):
-            return _trimmed(*substring_automaton(text, budget, deadline))
-        case rg.Json(schema):
-            try:
-                return _compile(schema_regular(schema), budget, deadline)
-            except LmqCompileError as error:
-                if not error.message.startswith("constraint automaton too large"):
-                    raise
-                raise LmqCompileError(f"JSON schema: {error.message}", hint=JSON_HINT) from None
-    nfa = Nfa(budget, deadline)
-    start, end = _leaf(nfa, tree)
-    return _determinize(nfa, start, end)
+class _Compiler:
+    """Compiles one tree: complete DFAs while they fit ``max_states`` and ``eager_seconds``
+    (shared by the whole tree), lazy automata past that; building NFAs and labels may go
+    on until ``seconds`` before the constraint is an error."""
+
+    def __init__(self, budget: CompileBudget) -> None:
+        now = time.perf_counter()
+        self.budget, self.eager_deadline = budget, now + min(budget.eager_seconds, budget.seconds)
+        self.deadline = now + budget.seconds
+
+    def compile(self, tree: rg.Regular) -> Automaton:
+        budget, deadline = self.budget, self.deadline
+        match tree:
+            case rg.And(parts) | rg.Or(parts) if parts:
+                op = "and" if isinstance(tree, rg.And) else "or"
+                result = self.compile(parts[0])
+                for part in parts[1:]:
+                    result = self.settle(ProductAutomaton(result, self.compile(part), op, budget))
+                return result
+            case rg.And(()):
+                return self.compile(rg.ANY)
+            case rg.Or(()):
+                return self.compile(rg.OneOf(()))
+            case rg.Not(part):
+                return self.settle(ProductAutomaton(self.compile(rg.ANY), self.compile(part),
+                                                    "diff", budget))
+            case rg.Labels():
+                return self.settle(LabelsAutomaton(tree, budget))
+            case rg.Substring(text):
+                return _trimmed(*substring_automaton(text, budget, deadline))
+            case rg.Json(schema):
+                try:
+                    return self.compile(schema_regular(schema))
+                except AutomatonLimitError as error:
+                    raise AutomatonLimitError(f"JSON schema: {error.message}",
+                                              hint=JSON_HINT) from None
+        nfa = Nfa(budget, deadline)
+        start, end = _leaf(nfa, tree)
+        return self.settle(SubsetAutomaton(nfa, start, end, budget))
+
+    def settle(self, auto: LazyAutomaton) -> Automaton:
+        """``auto`` as a ByteDfa if it fits the budget, else ``auto`` itself."""
+        try:
+            return _materialize(auto, self.budget, self.eager_deadline)
+        except _TooLarge:
+            auto.clear()  # the states nearest the start are the cheapest to build again
+            return auto
 
 
-_CACHE: OrderedDict[tuple[rg.Regular, CompileBudget], ByteDfa] = OrderedDict()
+def _compile(tree: rg.Regular, budget: CompileBudget) -> Automaton:
+    """The automaton of ``tree``: a ByteDfa, or a lazy automaton whose initial state is live
+    (an empty lazy language becomes the empty ByteDfa)."""
+    try:
+        auto = _Compiler(budget).compile(tree)
+        if not auto.lazy:
+            return auto
+        distance = auto.distance(auto.initial)
+        if distance == UNKNOWN:
+            raise too_large(f"no value found within {budget.max_search_states:,} states",
+                            hint="simplify the constraint")
+    except AutomatonLimitError as error:
+        name = repr(tree) if len(repr(tree)) <= 80 else repr(tree)[:77] + "..."
+        raise AutomatonLimitError(f"{error.message} (constraint {name})", hint=error.hint) \
+            from None
+    return auto if distance >= 0 else _empty()
+
+
+_CACHE: OrderedDict[tuple[rg.Regular, CompileBudget], Automaton] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_MAX_ENTRIES, _CACHE_MAX_BYTES = 128, 256 << 20
 
 
-def compile_regular(tree: rg.Regular, budget: CompileBudget = DEFAULT_BUDGET) -> ByteDfa:
-    """The byte-level DFA of ``tree`` (memoised in a small LRU bounded by count and bytes).
+def compile_regular(tree: rg.Regular, budget: CompileBudget = DEFAULT_BUDGET) -> Automaton:
+    """The byte-level automaton of ``tree``: a :class:`ByteDfa` within ``budget``, a lazy
+    automaton past it (memoised in a small LRU bounded by count and bytes).
 
-    Raises :class:`LmqCompileError` for an invalid regex or when the automaton exceeds
-    ``budget``.
+    Raises :class:`LmqCompileError` for an invalid regex and :class:`AutomatonLimitError`
+    (a compile and a limit error) when even the lazy automaton exceeds ``budget``.
     """
     key = (tree, budget)
     with _CACHE_LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-    dfa = _compile(tree, budget, time.perf_counter() + budget.seconds)
+    dfa = _compile(tree, budget)
     with _CACHE_LOCK:
         _CACHE[key] = dfa
         while len(_CACHE) > _CACHE_MAX_ENTRIES or (
-                len(_CACHE) > 1 and sum(d.transitions.nbytes for d in _CACHE.values())
-                > _CACHE_MAX_BYTES):
+                len(_CACHE) > 1 and sum(d.nbytes for d in _CACHE.values()) > _CACHE_MAX_BYTES):
             _CACHE.popitem(last=False)
     return dfa
 
 
-def dfa_accepts(dfa: ByteDfa, data: bytes) -> bool:
-    """Whether the DFA accepts the byte string ``data``."""
-    return bool(dfa.accepting[dfa.walk(dfa.initial, data)])
+def dfa_accepts(dfa: Automaton, data: bytes) -> bool:
+    """Whether the automaton accepts the byte string ``data``."""
+    return dfa.accepts(dfa.walk(dfa.initial, data))
 
 
-def is_empty(dfa: ByteDfa) -> bool:
-    """Whether the DFA accepts nothing at all."""
-    return dfa.initial == DEAD
+def is_empty(dfa: Automaton) -> bool:
+    """Whether the automaton accepts nothing at all."""
+    return dfa.initial == DEAD or dfa.distance(dfa.initial) < 0
 
 
 def shortest_completion_len(dfa: ByteDfa) -> np.ndarray:
     """int32 ``[S]``: fewest bytes from each state to acceptance (-1 at :data:`DEAD`)."""
-    return _reverse_distances(dfa.transitions, dfa.accepting)
+    return dfa.completion

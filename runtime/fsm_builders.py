@@ -1,26 +1,24 @@
-"""Byte DFAs built directly, without a regex: ``LABELS`` and ``SPAN`` (used by
-:mod:`lmq.runtime.fsm`, which trims what these return).
+"""Byte automata built without a regex: ``LABELS`` and ``SPAN`` (for :mod:`lmq.runtime.fsm`).
 
-Both return ``(table, accepting, initial)``: an int32 ``[S, 256]`` transition table whose
-row 0 is the dead sink, every state reachable from ``initial``.
-
-**Labels.** A value is read against a byte trie of the labels. A *configuration* is
-``(used, phase)``: ``used`` is the bitmask of labels already completed (with
+**Labels** (:class:`LabelsAutomaton`, a lazy automaton that ``fsm`` builds in full while
+it fits the budget). A value is read against a byte trie of the labels. A *configuration*
+is ``(used, phase)``: ``used`` is the bitmask of labels already completed (with
 ``unique=True``; otherwise a count, saturated where it no longer matters) and ``phase`` a
 trie node or a position inside the separator. A DFA state is a set of configurations --
 usually one, several only where a label contains the separator or another label followed
-by separator bytes -- so the construction is an ordinary subset construction, done lazily
-from the initial configuration. Labels are therefore allowed byte by byte: any
-tokenization works, including tokens that span a label's end and the separator. Tracking
-``used`` is what makes unique labels exact, and it is exponential: over n labels and no
-``max`` there are up to 2^n used-sets, each with the trie nodes of the labels still
-unused (the 10 topics of label_sets.json: 43,646 states, over the default budget of
-20,000; with ``max=3``: 3,783). The state budget turns a blow-up into a compile error that
-suggests ``max``.
+by separator bytes -- so the construction is an ordinary subset construction from the
+initial configuration. Labels are therefore allowed byte by byte: any tokenization works,
+including tokens that span a label's end and the separator. Tracking ``used`` is what
+makes unique labels exact, and it is exponential: over n labels and no ``max`` there are
+up to 2^n used-sets, each with the trie nodes of the labels still unused (the 10 topics of
+label_sets.json: 43,646 states; with ``max=3``: 3,783). Past the state budget the
+automaton stays lazy and only the used-sets a generation meets are built.
 
-**Substrings.** A suffix automaton over the text's characters (at most 2n - 1 states)
-accepts exactly its substrings; each character edge is spelled out in UTF-8 with shared
-intermediate states, so values start and end on character boundaries.
+**Substrings** (:func:`substring_automaton`: ``(table, accepting, initial)``, an int32
+``[S, 256]`` table whose row 0 is the dead sink, every state reachable from ``initial``).
+A suffix automaton over the text's characters (at most 2n - 1 states) accepts exactly its
+substrings; each character edge is spelled out in UTF-8 with shared intermediate states,
+so values start and end on character boundaries.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from lmq import regular as rg
+from lmq.runtime.fsm_lazy import DEAD, LazyAutomaton
 from lmq.runtime.nfa import CompileBudget, check_time, too_large
 
 Automaton = tuple[np.ndarray, np.ndarray, int]
@@ -57,72 +56,62 @@ class _LabelTrie:
             self.ends[node] = i
 
 
-def labels_automaton(node: rg.Labels, budget: CompileBudget, deadline: float) -> Automaton:
-    trie = _LabelTrie(label.encode() for label in node.labels)
-    sep, unique, low, high = node.sep.encode(), node.unique, node.min, node.max
-    nodes, everything = len(trie.children), (1 << len(node.labels)) - 1
-    children, ends, below = trie.children, trie.ends, trie.below
-    cap = high if high is not None else low  # a saturating count (unique=False)
+class LabelsAutomaton(LazyAutomaton):
+    """``LABELS`` as a lazy subset construction over configurations ``(used, phase)``."""
 
-    def completed(used: int, label: int) -> tuple[int, int] | None:
+    def __init__(self, node: rg.Labels, budget: CompileBudget) -> None:
+        self.trie = _LabelTrie(label.encode() for label in node.labels)
+        self.sep, self.unique, self.low, self.high = (node.sep.encode(), node.unique,
+                                                      node.min, node.max)
+        self.nodes, self.everything = len(self.trie.children), (1 << len(node.labels)) - 1
+        self.cap = self.high if self.high is not None else self.low  # saturating count
+        super().__init__(frozenset({(0, 0)} | ({_EMPTY_LIST} if self.low == 0 else set())),
+                         budget)
+
+    def _completed(self, used: int, label: int) -> tuple[int, int] | None:
         """``used`` and the label count after ``label`` ends, None if it may not end."""
-        if unique:
+        if self.unique:
             if used >> label & 1:
                 return None
             used |= 1 << label
             return used, used.bit_count()
-        return min(used + 1, cap), used + 1
+        return min(used + 1, self.cap), used + 1
 
-    def moves(used: int, phase: int) -> list[tuple[int, tuple[int, int]]]:
+    def _moves(self, used: int, phase: int) -> list[tuple[int, tuple[int, int]]]:
+        sep, nodes, trie = self.sep, self.nodes, self.trie
         if phase >= nodes:  # inside the separator: ``phase - nodes`` bytes of it read
             k = phase - nodes + 1
             return [(sep[k - 1], (used, nodes + k if k < len(sep) else 0))]
-        out = [(byte, (used, child)) for byte, child in children[phase].items()
-               if not unique or below[child] & ~used]
-        label = ends[phase]
-        after = completed(used, label) if label >= 0 else None
-        if after is not None and (high is None or after[1] < high) and not (
-                unique and after[0] == everything):
+        out = [(byte, (used, child)) for byte, child in trie.children[phase].items()
+               if not self.unique or trie.below[child] & ~used]
+        label = trie.ends[phase]
+        after = self._completed(used, label) if label >= 0 else None
+        if after is not None and (self.high is None or after[1] < self.high) and not (
+                self.unique and after[0] == self.everything):
             out.append((sep[0], (after[0], nodes + 1 if len(sep) > 1 else 0)))
         return out
 
-    def accepts(used: int, phase: int) -> bool:
+    def _expand(self, key):
+        targets: dict[int, set[tuple[int, int]]] = {}
+        for used, phase in key:
+            if phase >= 0:
+                for byte, config in self._moves(used, phase):
+                    targets.setdefault(byte, set()).add(config)
+        codes = np.zeros(256, dtype=np.int32)
+        codes[list(targets)] = np.arange(1, len(targets) + 1)
+        return [DEAD, *map(frozenset, targets.values())], codes
+
+    def _accepts(self, key) -> bool:
+        return key != DEAD and any(self._config_accepts(*config) for config in key)
+
+    def _config_accepts(self, used: int, phase: int) -> bool:
         if (used, phase) == _EMPTY_LIST:
             return True
-        after = completed(used, ends[phase]) if 0 <= phase < nodes and ends[phase] >= 0 \
-            else None
-        return after is not None and after[1] >= low and (high is None or after[1] <= high)
-
-    initial = frozenset({(0, 0)} | ({_EMPTY_LIST} if low == 0 else set()))
-    ids: dict[frozenset, int] = {frozenset(): 0, initial: 1}
-    sets: list[frozenset] = [frozenset(), initial]
-    rows: list[dict[int, int]] = [{}]
-    i = 1
-    while i < len(sets):
-        if i % 512 == 0:
-            check_time(deadline)
-        targets: dict[int, set[tuple[int, int]]] = {}
-        for used, phase in sets[i]:
-            if phase >= 0:
-                for byte, config in moves(used, phase):
-                    targets.setdefault(byte, set()).add(config)
-        row = {}
-        for byte, configs in targets.items():
-            key = frozenset(configs)
-            if key not in ids:
-                if len(sets) > budget.max_states:
-                    raise too_large(
-                        f"LABELS over {len(node.labels)} labels needs more than "
-                        f"{budget.max_states} DFA states",
-                        hint="unique labels are tracked as the set used so far; give a "
-                        "smaller max=..., fewer labels, or unique=False")
-                ids[key] = len(sets)
-                sets.append(key)
-            row[byte] = ids[key]
-        rows.append(row)
-        i += 1
-    accepting = np.array([any(accepts(*c) for c in configs) for configs in sets], dtype=bool)
-    return _table(rows), accepting, 1
+        ends = self.trie.ends
+        after = self._completed(used, ends[phase]) \
+            if 0 <= phase < self.nodes and ends[phase] >= 0 else None
+        return after is not None and after[1] >= self.low and (
+            self.high is None or after[1] <= self.high)
 
 
 def substring_automaton(text: str, budget: CompileBudget, deadline: float) -> Automaton:

@@ -12,6 +12,12 @@ of their whole byte string are the allowed set. Since every non-dead DFA state c
 reach acceptance, every allowed token can be completed to a valid value (soundness), and
 every token that could be is allowed (completeness). A state's result is computed on first
 visit and memoised: a decoding step on a known state costs one dictionary lookup.
+
+Over a lazy automaton (:mod:`lmq.runtime.fsm_lazy`, the fallback for constraints too large
+to build up front) the walk is the same over the automaton's memo table, whose rows are
+expanded just before each gather needs them; the tokens that end in a state with no
+completion are dropped afterwards (a lazy table is not trimmed), and the guide's states are
+the automaton's keys rather than small ints.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from typing import Protocol
 import numpy as np
 
 from lmq import regular as rg
-from lmq.runtime.fsm import DEAD, DEFAULT_BUDGET, ByteDfa, CompileBudget, compile_regular
+from lmq.runtime.fsm import DEAD, DEFAULT_BUDGET, UNKNOWN, Automaton, CompileBudget, compile_regular
 from lmq.runtime.tokens import TokenIndex
 
 
 class Guide(Protocol):
-    """What the decoding loop needs from a constraint."""
+    """What the decoding loop needs from a constraint (states are opaque and hashable:
+    ints over a ByteDfa, keys over a lazy automaton)."""
 
     initial_state: int
 
@@ -47,6 +54,16 @@ class Guide(Protocol):
 
     def walk_bytes(self, state: int, data: bytes) -> int | None:
         """The state after ``data`` (for stop-phrase truncation), ``None`` if it dies."""
+
+    def live_bytes(self, state: int) -> np.ndarray:
+        """The bytes that may follow (for forced text)."""
+
+    def next_distances(self, state: int) -> np.ndarray:
+        """Fewest bytes to acceptance after each allowed token (for budget-aware masks)."""
+
+    @property
+    def max_completion(self) -> int | None:
+        """An upper bound on every ``next_distances``, None if unknown."""
 
 
 class _Lru(OrderedDict):
@@ -72,26 +89,31 @@ class _Lru(OrderedDict):
 
 
 class DfaGuide:
-    """A :class:`Guide` over a :class:`ByteDfa` and a :class:`TokenIndex` (thread-safe).
+    """A :class:`Guide` over a :class:`ByteDfa` or a lazy automaton and a
+    :class:`TokenIndex` (thread-safe).
 
     ``memo_bytes`` bounds the memoised per-state results (allowed ids + next states; a
     state allowing all 49k tokens of SmolLM2 takes ~300 KB) and ``mask_bytes`` the cached
     bool rows; evicted states are recomputed on their next visit. ``stats`` counts states
-    explored and the seconds spent exploring them.
+    explored, the seconds spent exploring them, and (lazy automata) the states left out
+    because a shortest-completion search gave up on them.
     """
 
-    def __init__(self, dfa: ByteDfa, index: TokenIndex, memo_bytes: int = 64 << 20,
+    def __init__(self, dfa: Automaton, index: TokenIndex, memo_bytes: int = 64 << 20,
                  mask_bytes: int = 32 << 20) -> None:
         self.dfa, self.index = dfa, index
         self.initial_state = dfa.initial
-        self._flat = dfa.transitions.ravel()
-        self._next_dtype = np.uint16 if dfa.num_states <= 1 << 16 else np.int32
+        self._lazy = dfa.lazy
+        self._next_dtype = np.uint16 if not self._lazy and dfa.num_states <= 1 << 16 \
+            else np.int32
         self._memo, self._masks = _Lru(memo_bytes), _Lru(mask_bytes)
         self._column_sizes = [len(c) for c in index.columns] + [0]
         self._bucket_sizes = np.diff(index.first_byte_starts)
         self._scratch = np.empty(len(index.order), dtype=np.int32)
-        self._lock = threading.RLock()  # one guide may serve rows decoded on several threads
-        self.stats = {"explored": 0, "explore_seconds": 0.0}
+        # one guide may serve rows decoded on several threads; a lazy automaton (whose memo
+        # the walk uses) may be shared by guides on several tokenizers
+        self._lock = dfa.lock if self._lazy else threading.RLock()
+        self.stats = {"explored": 0, "explore_seconds": 0.0, "gave_up": 0}
 
     @classmethod
     def from_regular(cls, tree: rg.Regular, index: TokenIndex,
@@ -106,7 +128,22 @@ class DfaGuide:
 
     def next_states(self, state: int) -> np.ndarray:
         """The state after each token of ``allowed(state)``, aligned with it."""
-        return self._entry(state)[1]
+        _, next_states, keys = self._entry(state)
+        return next_states if keys is None else keys[0][next_states]
+
+    def next_distances(self, state: int) -> np.ndarray:
+        """Fewest bytes to acceptance after each token of ``allowed(state)``, aligned."""
+        _, next_states, keys = self._entry(state)
+        return (self.dfa.completion if keys is None else keys[1])[next_states]
+
+    @property
+    def max_completion(self) -> int | None:
+        """An upper bound on ``next_distances`` everywhere, None if unknown."""
+        return self.dfa.max_distance
+
+    def live_bytes(self, state: int) -> np.ndarray:
+        """The bytes that may follow in ``state`` (int32, ascending)."""
+        return self.dfa.live_bytes(state)
 
     def mask(self, state: int) -> np.ndarray:
         with self._lock:
@@ -119,34 +156,61 @@ class DfaGuide:
             return row
 
     def advance(self, state: int, token_id: int) -> int:
-        ids, next_states = self._entry(state)
+        ids, next_states, keys = self._entry(state)
         i = int(ids.searchsorted(np.int32(token_id)))  # a Python int would upcast ids
         if i == len(ids) or ids[i] != token_id:
-            raise ValueError(f"token {token_id} is not allowed in state {state}")
-        return int(next_states[i])
+            raise ValueError(f"token {token_id} is not allowed in state {state!r}")
+        return int(next_states[i]) if keys is None else keys[0][next_states[i]]
 
     def is_accepting(self, state: int) -> bool:
-        return bool(self.dfa.accepting[state])
+        return self.dfa.accepts(state)
 
     def walk_bytes(self, state: int, data: bytes) -> int | None:
         state = self.dfa.walk(state, data)
-        return None if state == DEAD else state
+        if state == DEAD or (self._lazy and self.dfa.distance(state) < 0):
+            return None
+        return state
 
     # -- the walk -----------------------------------------------------------------------
 
-    def _entry(self, state: int) -> tuple[np.ndarray, np.ndarray]:
+    def _entry(self, state: int):
+        """Allowed ids and their next states. Over a lazy automaton the next states are
+        indexes into the third item, the distinct next keys and their distances (so that
+        an entry costs 6 bytes per token either way, not an object pointer each)."""
         with self._lock:  # the caches and the walk's scratch buffer are shared
             entry = self._memo.fetch(state)
             if entry is None:
                 start = time.perf_counter()
-                entry = self._explore(state)
+                if self._lazy:
+                    self.dfa.checkpoint()  # no id is held here
+                    entry = self._live(*self._explore(self.dfa.intern(state)))
+                else:
+                    entry = (*self._explore(state), None)
                 self.stats["explored"] += 1
                 self.stats["explore_seconds"] += time.perf_counter() - start
                 self._memo.put(state, entry, entry[0].nbytes + entry[1].nbytes)
             return entry
 
+    def _live(self, ids: np.ndarray, states: np.ndarray):
+        """Keep the tokens of a lazy walk that end in a live state; ids become keys."""
+        dfa = self.dfa
+        present = np.zeros(dfa.num_states, dtype=bool)  # ids are small: no sort needed
+        present[states] = True
+        unique = np.flatnonzero(present)
+        distances = np.array([dfa.distance_id(i) for i in unique.tolist()], dtype=np.int32)
+        self.stats["gave_up"] += int(np.count_nonzero(distances == UNKNOWN))
+        unique, distances = unique[distances >= 0], distances[distances >= 0]
+        slot = np.full(dfa.num_states, -1, dtype=np.int32)
+        slot[unique] = np.arange(len(unique), dtype=np.int32)
+        inverse = slot[states]
+        keep = inverse >= 0
+        dtype = np.uint16 if len(unique) <= 1 << 16 else np.int32
+        return (_frozen(ids[keep]), _frozen(inverse[keep].astype(dtype)),
+                (_keys(dfa, unique), _frozen(distances)))
+
     def _explore(self, state: int) -> tuple[np.ndarray, np.ndarray]:
-        """Allowed ids (sorted) and their next states, by the column walk.
+        """Allowed ids (sorted) and their next states (ids, over a lazy automaton), by the
+        column walk.
 
         ``states[j]`` is the DFA state the j-th candidate reached after ``p`` bytes. The
         candidates longer than ``p`` bytes are the first ``len(columns[p])`` positions of
@@ -155,7 +219,8 @@ class DfaGuide:
         is all DEAD) and each step is one slice-aligned gather; once half are dead, ``pos``
         lists the survivors' positions and the arrays are compacted.
         """
-        index, row, flat = self.index, self.dfa.transitions[state], self._flat
+        index, dfa, lazy = self.index, self.dfa, self._lazy
+        row = dfa.row(state)
         if not index.columns:
             return self._pack([], [])
         first_bytes = np.nonzero(row)[0]  # DEAD == 0
@@ -182,6 +247,9 @@ class DfaGuide:
                 pos = None if pos is None else pos[:cut]
             if not cut:
                 break
+            if lazy:
+                dfa.ensure_rows(states)
+            flat = dfa.flat
             if pos is None:  # in place: the finished tails above lie beyond ``cut``
                 rows = self._scratch[:cut]
                 np.multiply(states, 256, out=rows)
@@ -214,6 +282,14 @@ class DfaGuide:
             by_id = np.argsort(ids, kind="stable")
             ids, states = ids[by_id], states[by_id]
         return _frozen(ids.astype(np.int32)), _frozen(states.astype(self._next_dtype))
+
+
+def _keys(dfa, ids: np.ndarray) -> np.ndarray:
+    """The keys of a lazy automaton's ``ids``, as an object array."""
+    keys = np.empty(len(ids), dtype=object)
+    for j, i in enumerate(ids.tolist()):
+        keys[j] = dfa.key_of(i)  # one by one: numpy would unpack tuple keys
+    return keys
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

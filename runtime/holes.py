@@ -9,11 +9,15 @@ accept, the token budget (LANGUAGE.md section 4).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lmq.constraints import HoleSpec
-from lmq.errors import LmqConstraintError
+from lmq.errors import LmqConstraintError, Span
+
+if TYPE_CHECKING:
+    from lmq.runtime.guide import Guide
 
 
 @dataclass
@@ -29,12 +33,12 @@ class Ending:
 @dataclass
 class HoleRun:
     spec: HoleSpec
-    guide: object | None  # a lmq.runtime.guide.Guide, or None when unconstrained
+    guide: Guide | None  # None when unconstrained
     token_bytes: list[bytes]
     eos_ids: np.ndarray  # int64 ids of the end-of-sequence tokens
     budget: int  # most tokens this hole may take
-    span: object = None  # the hole's Span, for errors
-    state: int = 0
+    span: Span | None = None  # for errors
+    state: Any = 0  # the guide's state: an int, or a lazy automaton's key
     tokens: list[int] = field(default_factory=list)
     data: bytearray = field(default_factory=bytearray)
     boundaries: list[tuple[int, int]] = field(default_factory=list)  # (bytes, state) per token
@@ -66,23 +70,21 @@ class HoleRun:
             row = np.ones(vocab_size, dtype=bool)
         else:
             row = self.guide.mask(self.state).copy()
-            self._mask_over_budget(row)
+            self._mask_over_budget(self.guide, row)
         row[self.eos_ids] = end
         return row
 
-    def _mask_over_budget(self, row: np.ndarray) -> None:
+    def _mask_over_budget(self, guide: Guide, row: np.ndarray) -> None:
         """Budget-aware masking: never enter a state whose shortest completion cannot fit
-        in the tokens left. ``completion`` counts bytes, an upper bound on tokens because
+        in the tokens left. Completions count bytes, an upper bound on tokens because
         every single byte is a token of a byte-level vocabulary."""
-        completion = getattr(self.guide, "completion", None)
-        if completion is None:
-            return
         left = self.budget - len(self.tokens) - 1  # after the token chosen now
-        next_states = self.guide.next_states(self.state)
-        if len(next_states) == 0 or left >= self.guide.max_completion:
+        bound = guide.max_completion
+        if bound is not None and left >= bound:
             return
-        too_far = completion[next_states] > left
-        row[self.guide.allowed(self.state)[too_far]] = False
+        allowed = guide.allowed(self.state)
+        if len(allowed):
+            row[allowed[guide.next_distances(self.state) > left]] = False
 
     def forced_bytes(self, limit: int = 64) -> tuple[bytes, bool]:
         """The bytes the constraint leaves no choice about from here (each state on the way
@@ -91,15 +93,14 @@ class HoleRun:
         end inside the forced text."""
         if self.guide is None or self.phrases:
             return b"", False
-        table, accepting = self.guide.dfa.transitions, self.guide.dfa.accepting
-        state, out = self.state, bytearray()
-        while len(out) < limit and not accepting[state]:
-            live = np.flatnonzero(table[state])  # the dead state is 0
+        guide, state, out = self.guide, self.state, bytearray()
+        while len(out) < limit and not guide.is_accepting(state):
+            live = guide.live_bytes(state)
             if len(live) != 1:
                 break
             out.append(int(live[0]))
-            state = int(table[state, live[0]])
-        return bytes(out), not np.any(table[state])
+            state = guide.walk_bytes(state, bytes(out[-1:]))
+        return bytes(out), not len(guide.live_bytes(state))
 
     def exhausted(self) -> bool:
         """No content token can follow (the guide has no continuation)."""

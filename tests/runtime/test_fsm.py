@@ -187,19 +187,23 @@ def test_compile_cache_returns_the_same_automaton():
     assert compile_regular(tree) is compile_regular(rg.Or([rg.Regex("x+"), rg.OneOf(("a", "b"))]))
 
 
-def test_state_budget():
-    with pytest.raises(LmqCompileError, match="too large"):
-        compile_regular(rg.Regex("(a|b)*a(a|b){16}"))  # 2**17 states
-    with pytest.raises(LmqCompileError, match="too large"):
-        compile_regular(rg.Regex("(?:(?:x{0,100}){0,100}){0,100}"), CompileBudget(max_nfa_states=9999))
+def test_state_budget_falls_back_to_a_lazy_automaton():
+    lazy = compile_regular(rg.Regex("(a|b)*a(a|b){16}"))  # 2**17 states
+    assert lazy.lazy and dfa_accepts(lazy, b"ba" + b"b" * 16) and not dfa_accepts(lazy, b"a" * 16)
     small = CompileBudget(max_states=50)
+    either = compile_regular(rg.Or((rg.Regex("a{0,40}"), rg.Regex("b{0,40}"))), small)  # 83
+    assert either.lazy and dfa_accepts(either, b"b" * 40) and not dfa_accepts(either, b"ab")
+    assert either.distance(either.walk(either.initial, b"a" * 40)) == 0
     with pytest.raises(LmqCompileError, match="too large"):
-        compile_regular(rg.Or((rg.Regex("a{0,40}"), rg.Regex("b{0,40}"))), small)  # 83 states
+        compile_regular(rg.Regex("(?:(?:x{0,100}){0,100}){0,100}"),
+                        CompileBudget(max_nfa_states=9999))
 
 
 def test_time_budget():
+    lazy = compile_regular(rg.Regex("(a|b)*a(a|b){13}"), CompileBudget(eager_seconds=0.0))
+    assert lazy.lazy and dfa_accepts(lazy, b"a" * 14)
     with pytest.raises(LmqCompileError, match="time budget"):
-        compile_regular(rg.Regex("(a|b)*a(a|b){13}"), CompileBudget(seconds=0.0))
+        compile_regular(rg.Regex("(a|b){0,9000}"), CompileBudget(seconds=0.0))
 
 
 @pytest.mark.parametrize("pattern,offset,message", [

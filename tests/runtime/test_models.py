@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from lmq.errors import LmqModelError
 from lmq.runtime import models
 from lmq.runtime.models import (
     _find_package_folder,
@@ -23,8 +25,6 @@ from lmq.runtime.models import (
     load_backend,
     load_model,
 )
-
-from lmq.errors import LmqModelError
 
 WEIGHT_HASH = """
 import hashlib, sys
@@ -88,6 +88,24 @@ def test_bad_paths_and_dtypes_are_model_errors(tmp_path):
         load_model(f"gguf:{tmp_path / 'missing.gguf'}")
     with pytest.raises(LmqModelError, match="did you mean 'float16'"):
         load_model("tiny-random", dtype="float61")
+
+
+def test_a_broken_model_folder_is_a_model_error_naming_it(tmp_path):
+    from transformers import LlamaConfig
+
+    LlamaConfig(**models.TINY_RANDOM_CONFIG).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"truncated")
+    with pytest.raises(LmqModelError, match=f"cannot load the model folder {tmp_path}: "):
+        load_model(f"hf:{tmp_path}", device="cpu")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(LmqModelError, match=f"cannot load the model folder {tmp_path}: "
+                                            ".*not a valid JSON file"):
+        load_model(f"hf:{tmp_path}", device="cpu")
+
+
+def test_an_adapter_must_be_a_peft_folder(tmp_path):
+    with pytest.raises(LmqModelError, match=f"'{tmp_path}' is not a PEFT adapter folder"):
+        load_backend("tiny-random", device="cpu", adapter=str(tmp_path))
 
 
 def test_hf_folder_loads_a_saved_model(tmp_path):

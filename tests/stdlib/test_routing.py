@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 
 import pytest
 
+from lmq.config import LmqConfigError
 from lmq.stdlib import routing
 from lmq.stdlib.routing import Route, load_specialists, route, similarity
 
@@ -30,20 +32,38 @@ def test_specialists_come_from_lmq_toml_and_pyproject(tmp_path):
     table = load_specialists(tmp_path / "lmq.toml")
     assert table["law"]["model"] == f"hf:{tmp_path / 'models/law'}"  # relative to the file
     assert table["law"]["system"] == "You are a lawyer." and table["law"]["max_tokens"] == 64
-    assert table["general"] == {"model": "general", "description": "Everything else.",
-                                "examples": []}
+    assert table["general"] == {"model": None, "description": "Everything else.",
+                                "examples": []}  # None: the default model
     (tmp_path / "pyproject.toml").write_text(
         '[tool.lmq.specialists.med]\nmodel = "smollm2"\ndescription = "Medicine."\n')
     assert load_specialists(tmp_path / "pyproject.toml")["med"]["model"] == "smollm2"
-    (tmp_path / "bad.toml").write_text('[specialists.x]\nmodle = "smollm2"\n')
-    with pytest.raises(ValueError, match="unknown keys"):
-        load_specialists(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('modle = "smollm2"', "unknown key 'modle' (did you mean 'model'?)"),
+    ('decoder = "argmax"', "'decoder' is not a specialist setting"),
+    ("temperature = -1", "'temperature' must be a number >= 0, not -1"),
+    ("max_tokens = 0", "'max_tokens' must be a positive integer"),
+    ('examples = "one"', "'examples' must be a list of strings"),
+    ("system = 3", "'system' must be a string"),
+])
+def test_bad_specialist_entries_are_named(tmp_path, entry, message):
+    (tmp_path / "lmq.toml").write_text(f"[specialists.x]\n{entry}\n")
+    with pytest.raises(LmqConfigError, match=re.escape(message)) as error:
+        load_specialists(tmp_path / "lmq.toml")
+    assert "specialist 'x'" in str(error.value)
+
+
+def test_a_name_cannot_be_both_an_alias_and_a_specialist(tmp_path):
+    (tmp_path / "lmq.toml").write_text('[models]\nx = "tiny-random"\n[specialists.x]\n')
+    with pytest.raises(LmqConfigError, match="both a model alias and a specialist"):
+        load_specialists(tmp_path / "lmq.toml")
 
 
 def test_specialists_are_found_through_lmq_config(tmp_path, monkeypatch):
     (tmp_path / "lmq.toml").write_text('[specialists.a]\ndescription = "Alpha."\n')
     monkeypatch.setenv("LMQ_CONFIG", str(tmp_path / "lmq.toml"))
-    assert routing.specialists() == {"a": {"model": "a", "description": "Alpha.",
+    assert routing.specialists() == {"a": {"model": None, "description": "Alpha.",
                                            "examples": []}}
 
 
@@ -118,4 +138,5 @@ def test_routing_across_two_models_keeps_each_models_cache():
               '"\\nQ: And of Italy?\\nA:[B]" from "tiny-random" where len(TOKENS(B)) < 3\n')
     result = lmq.query(source)(q="What is the capital of France?", table=table)
     assert "Paris" in result.variables["A"]  # routed to SmolLM2, not the random model
-    assert {entry["model"] for entry in result.trace if "model" in entry} == {"smollm2", "tiny-random"}
+    models = {entry["model"] for entry in result.trace if "model" in entry}
+    assert models == {"smollm2", "tiny-random"}
