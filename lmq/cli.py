@@ -182,6 +182,12 @@ def command_models(args: argparse.Namespace) -> int:
         print(f"aliases (from {config.path}):")
         for name, spec in config.models.items():
             print(f"  {name} -> {spec}")
+    if config.specialists:
+        print(f"specialists (from {config.path}):")
+        for name, specialist in config.specialists.items():
+            about = specialist.description or specialist.system or ""
+            print(f"  {name} -> {specialist.model or '(the run model)'}"
+                  + (f": {about[:60]}" if about else ""))
     print("specs: hf:PATH (a transformers folder), gguf:FILE (converted once into the cache)")
     return 0
 

@@ -16,16 +16,18 @@ __all__: list[str] = []
 
 
 def backend_for(model: Any = None) -> Any:
-    """The loaded backend of ``model``: a backend object as is; a name, alias or spec
-    resolved like a run does (``None``: ``LMQ_MODEL``, the configuration, ``smollm2``)."""
+    """The loaded backend of ``model``: a backend object as is; a specialist, alias, name
+    or spec resolved like a run does (``None``: ``LMQ_MODEL``, the configuration,
+    ``smollm2``); a specialist with a system prompt gives its view of its model."""
     if model is not None and not isinstance(model, str):
         return model
-    from lmq.config import default_model_name, load_config, resolve_model
-    from lmq.runtime.models import load_backend
+    from lmq.config import default_model_name, load_config
+    from lmq.decoders import DecoderSpec
+    from lmq.runtime.specialists import ModelResolver
 
     config = load_config()
     name = model if model is not None else default_model_name(config)
-    return load_backend(resolve_model(str(name), config))
+    return ModelResolver(config, str(name), DecoderSpec())(None)
 
 
 def model_name(model: Any = None) -> str:

@@ -132,11 +132,14 @@ def test_usage_errors(program, capsys):
 def test_check_models_version(program, capsys, tmp_path):
     assert main(["check", str(program)]) == 0
     assert "parameters: x" in capsys.readouterr().out
-    (tmp_path / "lmq.toml").write_text('model = "fast"\n[models]\nfast = "tiny-random"\n')
+    (tmp_path / "lmq.toml").write_text('model = "fast"\n[models]\nfast = "tiny-random"\n'
+                                       '[specialists.law]\nmodel = "fast"\n'
+                                       'description = "Contracts and courts."\n')
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "smollm2" in out and "tiny-random" in out
     assert "default model: fast" in out and "fast -> tiny-random" in out
+    assert "law -> fast: Contracts and courts." in out
     assert main(["version"]) == 0
     assert capsys.readouterr().out.startswith("lmq ")
 

@@ -42,3 +42,17 @@ def test_helpers():
     assert sum(softmax({"a": -1.0, "b": -2.0}).values()) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         prompt_ids('"no hole here"', {}, "tiny-random")
+
+
+def test_stdlib_helpers_resolve_specialist_names(tmp_path, monkeypatch):
+    """`classify(..., model="brief")` and the other stdlib helpers take specialist names."""
+    from lmq.stdlib._scoring import backend_for
+
+    for name in ("LMQ_MODEL", "LMQ_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "lmq.toml").write_text('[specialists.brief]\nmodel = "tiny-random"\n'
+                                       'system = "Answer in one word."\n')
+    monkeypatch.chdir(tmp_path)
+    backend = backend_for("brief")
+    assert backend.system == "Answer in one word." and backend.name.startswith("brief (")
+    assert backend_for("tiny-random") is backend.base
