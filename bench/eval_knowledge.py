@@ -5,16 +5,15 @@ normalized (lower-case, no punctuation, no articles, collapsed whitespace) and c
 the answer and its aliases; accuracy is reported per setting, plus the share of answers
 equal to the parametric (world-knowledge) answer in the three conflict settings.
 
-Modes, all with the same system line and answer style:
+Every mode runs the same program: a system line, the instruction and the context as
+``{:instruction}`` / ``{:context}`` sections, the question and the answer style. ``plain``
+has no ``prefer`` clause; the others add ``prefer instruction > context > parametric with
+mode="…"`` (LANGUAGE.md section 9, ``lmq.runtime.prefer``), the path a ``.lmq`` file takes:
 
-* ``plain``: the instruction, the context and the question as plain lines;
-* ``prompt``: labelled sections after a precedence sentence
-  (``lmq.stdlib.knowledge.render_sections``);
-* ``cascade``: ``lmq.stdlib.knowledge.cascade_answer`` (ask each source alone with an
-  "unanswerable" way out, fall back down the hierarchy);
-* ``contrastive``: the plain program with ``{:instruction}`` / ``{:context}`` sections and
-  ``prefer instruction > context > parametric with mode="contrastive"``: it runs whatever the
-  decoding loop does with ``prefer`` (until the loop implements it, the same as ``plain``).
+* ``prompt``: the sections rewritten as labelled sections after a precedence sentence;
+* ``cascade``: each source asked alone with an "unanswerable" way out, falling back down
+  the hierarchy (``margin=`` decides);
+* ``contrastive``: extra batch rows without each source, rank-weighted amplification.
 
     python bench/eval_knowledge.py --model smollm2 --limit 4 --out /tmp/knowledge.json
 
@@ -38,15 +37,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lmq
-from lmq.stdlib.knowledge import (
-    SENTINEL,
-    STYLE,
-    SYSTEM,
-    cascade_answer,
-    is_correct,
-    normalize_answer,
-    render_sections,
-)
+from lmq.stdlib.knowledge import STYLE, SYSTEM, is_correct, source_answered
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETTINGS = ("instruction_vs_context", "context_vs_parametric", "instruction_vs_parametric",
@@ -54,7 +45,7 @@ SETTINGS = ("instruction_vs_context", "context_vs_parametric", "instruction_vs_p
 CONFLICTS = SETTINGS[:3]
 MODES = ("plain", "prompt", "cascade", "contrastive")
 
-# The plain and contrastive programs differ only in the prefer clause.
+# The modes differ only in the prefer clause.
 SECTIONED = '''argmax
     "{:system}{system}{:user}"
     if instruction:
@@ -65,12 +56,7 @@ SECTIONED = '''argmax
 where
     STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < 16
 '''
-CONTRASTIVE = SECTIONED + 'prefer\n    instruction > context > parametric with mode="contrastive"\n'
-RENDERED = '''argmax
-    "{:system}{system}{:user}{body}\\n{style}{:assistant}Answer:[A]"
-where
-    STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < 16
-'''
+PREFER = 'prefer\n    instruction > context > parametric with mode="{mode}"{options}\n'
 
 
 def data_dir() -> Path:
@@ -80,28 +66,24 @@ def data_dir() -> Path:
     sys.exit("knowledge_preference_dev.jsonl not found (set LMQ_EVAL_DATA)")
 
 
-def contrastive_available() -> bool:
-    from lmq.runtime import decoding
-
-    return hasattr(decoding, "PREFER_MODES")
+def program(mode: str) -> str:
+    """The evaluated program of ``mode``; the cascade asks every source (``margin=inf``)."""
+    if mode == "plain":
+        return SECTIONED
+    options = ", margin=margin" if mode == "cascade" else ""
+    return SECTIONED + PREFER.format(mode=mode, options=options)
 
 
 def answer(mode: str, item: dict, model: str) -> tuple[Any, int]:
     """(answer, forward passes); for the cascade, its steps with every source asked."""
-    instruction, context = item.get("instruction") or "", item.get("context") or ""
+    params = {"margin": math.inf} if mode == "cascade" else {}
+    result = lmq.query(program(mode), model=model)(
+        system=SYSTEM, instruction=item.get("instruction") or "",
+        context=item.get("context") or "", question=item["question"], style=STYLE, **params)
     if mode == "cascade":
-        stats_before = _passes(model)
-        out = cascade_answer(item["question"], instruction or None, context or None,
-                             model=model, margin=math.inf)
-        return out["steps"], _passes(model) - stats_before
-    if mode == "prompt":
-        body = render_sections(item["question"], instruction or None, context or None)
-        result = lmq.query(RENDERED, model=model)(system=SYSTEM, body=body, style=STYLE)
-    else:
-        source = CONTRASTIVE if mode == "contrastive" else SECTIONED
-        result = lmq.query(source, model=model)(system=SYSTEM, instruction=instruction,
-                                                context=context, question=item["question"],
-                                                style=STYLE)
+        steps = [step for entry in result.trace if "decisions" in entry
+                 for step in entry["decisions"]["steps"]]
+        return steps, result.stats.get("forward_passes", 0)
     return result.variables["A"].strip(), result.stats.get("forward_passes", 0)
 
 
@@ -110,20 +92,10 @@ def cascade_at(steps: list[dict], margin: float) -> str | None:
     decision rule of ``lmq.stdlib.knowledge``; each step's answer and scores do not depend
     on the margin)."""
     for step in steps:
-        if step["sentinel_score"] is None:
+        if step["sentinel_score"] is None or source_answered(
+                step["answer"], step["answer_score"], step["sentinel_score"], margin):
             return step["answer"]
-        declined = not step["answer"] or \
-            normalize_answer(step["answer"]) == normalize_answer(SENTINEL)
-        if not declined and step["answer_score"] - step["sentinel_score"] > margin:
-            return step["answer"]
-    return None
-
-
-def _passes(model: str) -> int:
-    """Forward passes the backend has run (cascade mixes decoding and scoring passes)."""
-    from lmq.stdlib._scoring import backend_for
-
-    return backend_for(model).stats.forward_passes
+    return steps[-1]["answer"] if steps else None  # the last source's value stands
 
 
 def report(rows: list[dict], modes: list[str]) -> str:
@@ -159,9 +131,6 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
-    if "contrastive" in modes and not contrastive_available():
-        print("note: lmq.runtime.decoding has no PREFER_MODES yet, so the decoding loop "
-              "ignores `prefer` and the contrastive column equals plain", file=sys.stderr)
     items = [json.loads(line) for line in
              (data_dir() / "knowledge_preference_dev.jsonl").read_text().splitlines()
              if line.strip()]
@@ -196,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = [m for m in rows[0] if m not in ("id", "setting", "gold", "cascade_steps")] \
         if rows else modes
     print(f"model: {args.model}, items: {len(rows)}, "
-          f"{time.perf_counter() - started:.0f} s"
-          + ("" if "contrastive" not in modes or contrastive_available()
-             else " (contrastive not implemented by the decoding loop yet: equals plain)")
-          + "\n")
+          f"{time.perf_counter() - started:.0f} s\n")
     print(report(rows, columns))
     if args.out:
         Path(args.out).write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))

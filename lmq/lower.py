@@ -34,8 +34,8 @@ TAGS = ("system", "user", "assistant", "instruction", "context")
 KNOWLEDGE_TAGS = ("instruction", "context")
 HOLE_TYPES = ("int", "float", "bool")
 KNOWLEDGE_SOURCES = ("instruction", "context", "parametric")
-PREFER_OPTIONS = ("mode", "strength")
-PREFER_MODES = ("contrastive", "cascade")
+PREFER_OPTIONS = ("mode", "strength", "margin", "sentinel")
+PREFER_MODES = ("contrastive", "prompt", "cascade")  # run by lmq.runtime.prefer
 
 
 @dataclass(frozen=True)
@@ -199,13 +199,15 @@ class Lowering(ExpressionLowering):
             if option.name not in PREFER_OPTIONS:
                 raise self._syntax_error(f"unknown option '{option.name}' for prefer", option,
                                          did_you_mean(option.name, PREFER_OPTIONS)
-                                         or "the options are mode and strength")
+                                         or "the options are mode, strength, margin "
+                                         "and sentinel")
             value = option.value
             if option.name == "mode" and isinstance(value, ir.Const) and \
                     value.value not in PREFER_MODES:
                 raise self._compile_error(f"unknown prefer mode {value.value!r}", value,
                                           did_you_mean(str(value.value), PREFER_MODES)
-                                          or "the modes are 'contrastive' and 'cascade'")
+                                          or "the modes are 'contrastive', 'prompt' and "
+                                          "'cascade'")
         return ir.Prefer(tuple(str(n) for n in names), options, span=self._span(meta))
 
     # ------------------------------------------------------------ prompt statements

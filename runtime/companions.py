@@ -1,33 +1,34 @@
-"""Companion rows: holes decoded from several contexts or models at once.
+"""Plans: how one hole is decoded beyond "the program's context, the main model".
 
-Some holes are decoded from logits combined across extra batch rows that follow the main
-row token for token:
+A :class:`Plan` may give a hole
 
-* ``prefer a > b > ... with mode="contrastive"`` (LANGUAGE.md section 9): the same model
-  with the sections of one knowledge source left out; each source's contribution
-  ``z_full - z_without_source`` is amplified by a weight that grows with its rank
-  (context-aware decoding, generalised to a hierarchy).
-* ``fuse(large, base=small, experts=[...])`` (``lmq.stdlib.fusion``): other models on the
-  same context, combined by Dynamic Logit Fusion.
+* **companion rows**: extra batch rows that follow the main row token for token, each with
+  its own context or model, and a ``combine`` of their logits with the main row's —
+  ``fuse(large, base=small, experts=[...])`` (``lmq.stdlib.fusion``, Dynamic Logit Fusion)
+  and ``prefer … with mode="contrastive"``;
+* a **view**: the segments the main row sees instead of the program's —
+  ``prefer … with mode="prompt"`` and ``mode="cascade"``;
+* a **review** of the finished value: it returns the next plan, whose own ``review`` is None
+  when the value stands; otherwise the value is discarded and the hole is decoded again
+  under the next plan (``mode="cascade"`` falling back down the hierarchy).
 
-A :class:`Companions` says which extra contexts a hole needs and how to combine their
-logits; the decoding loop feeds them in the same forward pass per model as the main rows.
+The knowledge-preference plans are built in :mod:`lmq.runtime.prefer`; the decoding loop
+feeds companions in the same forward pass per model as the main rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import torch
 
-from lmq import ir
-from lmq.errors import LmqCompileError
+from lmq.runtime.context import RowContext
 from lmq.runtime.interpreter import Segment
 
-PREFER_MODES = ("contrastive",)
-SOURCES = ("instruction", "context")
+Combiner = Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, dict]]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Ensemble:
 
     main: Any
     others: tuple[Any, ...]
-    combine: Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, dict]]
+    combine: Combiner
     name: str = "fuse"
 
 
@@ -57,42 +58,80 @@ class Companion:
         return segments if self.prefix is None else [self.prefix, *segments]
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """A finished value offered to a plan's review.
+
+    ``tokens`` are the value's tokens as they would stand in the context; ``before`` is the
+    program text right before the hole; ``score(sequences)`` gives exact per-token
+    log-probabilities of token sequences at the hole's start on the main row (one batched
+    pass; it takes the value's tokens out of the row, which the loop puts back if the value
+    stands)."""
+
+    value: str
+    tokens: list[int]
+    before: str
+    encode: Callable[[str], list[int]]
+    score: Callable[[Sequence[Sequence[int]]], list[list[float]]]
+
+
+def main_only(main: torch.Tensor, others: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """The combine of a plan without companions."""
+    return main, {}
+
+
 @dataclass
 class Plan:
-    """The companions of one hole and how to combine (main, companions) logits."""
+    """How one hole is decoded: companions and ``combine``, ``view`` and ``review`` (see the
+    module docstring). ``decisions`` go into the trace when the hole ends."""
 
-    companions: list[Companion]
-    combine: Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, dict]]
+    companions: list[Companion] = field(default_factory=list)
+    combine: Combiner = main_only
     decisions: list[dict] = field(default_factory=list)
+    view: Callable[[list[Segment]], list[Segment]] | None = None
+    review: Callable[[Attempt], Plan] | None = None
+    start_score: float = 0.0  # the row's score when this plan's attempt began
+
+    def segments(self, segments: list[Segment]) -> list[Segment]:
+        """What the main row sees of the program's ``segments``."""
+        return segments if self.view is None else self.view(segments)
 
 
-def prefer_plan(prefer: ir.Prefer, segments: list[Segment],
-                evaluate: Callable[[ir.Expr], Any]) -> Plan | None:
-    """The contrastive plan for a ``prefer`` clause, or None when no ranked source has a
-    section in the prompt (then there is nothing to prefer)."""
-    options = {kw.name: evaluate(kw.value) for kw in prefer.options}
-    mode = options.get("mode", "contrastive")
-    if mode not in PREFER_MODES:
-        raise LmqCompileError(f"prefer mode {mode!r} is not available in the decoding loop "
-                              f"(modes: {', '.join(PREFER_MODES)}; for a source cascade use "
-                              "lmq.stdlib.knowledge.cascade_answer)", prefer.span)
-    strength = float(options.get("strength", 1.0))
-    present = {s.knowledge for s in segments if s.knowledge}
-    ranked = [source for source in prefer.order if source in SOURCES and source in present]
-    if not ranked:
-        return None
-    weights = [strength * (len(ranked) - i) / len(ranked) for i in range(len(ranked))]
-    companions = [Companion(("without", source), without=source) for source in ranked]
+def review(plan: Plan, context: RowContext, value: str, tokens: list[int],
+           before: str) -> tuple[Plan, int]:
+    """Offer a finished value to ``plan``'s review on the hole's main ``context``; returns
+    the next plan and the forward passes its scoring took. Afterwards the context holds
+    the value's tokens if the next plan keeps the value (no review), none of them if not."""
+    assert plan.review is not None
+    generated, passes = list(context.hole_tokens), 0
 
-    def combine(main: torch.Tensor, others: Sequence[torch.Tensor]) -> tuple[torch.Tensor,
-                                                                               dict]:
-        logp = torch.log_softmax(main, dim=-1)
-        out = logp.clone()
-        for weight, other in zip(weights, others):
-            out += weight * (logp - torch.log_softmax(other, dim=-1))
-        return out, {}
+    def score(sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        nonlocal passes
+        context.close_hole(0, [])
+        first = None
+        if context.pending:  # the hole ended before its first forward pass
+            first = context.last_logits = context.backend.forward(
+                {context.handle: context.take_feed()})[0]
+            passes += 1
+        passes += 1
+        return context.backend.score(context.handle, sequences, first_logits=first)
 
-    return Plan(companions, combine)
+    following = plan.review(Attempt(value, tokens, before, context.backend.encode, score))
+    context.counters.forward_passes += passes
+    if following.review is not None:
+        context.close_hole(0, [])
+    elif generated and not context.hole_tokens:  # scoring took the value out: put it back
+        for token in generated:
+            context.push_generated(token)
+    return following, passes
+
+
+def text_before(segments: list[Segment], role: str | None) -> str:
+    """The end of the text right before a hole in ``role``: a turn opened at the hole ends
+    in its header (a newline or a space), counted as ``"\\n"``."""
+    if not segments or segments[-1].role != role:
+        return "\n"
+    return segments[-1].text
 
 
 def ensemble_plan(ensemble: Ensemble) -> Plan:
@@ -102,15 +141,15 @@ def ensemble_plan(ensemble: Ensemble) -> Plan:
     for i, other in enumerate(ensemble.others):
         model, prefix = other if isinstance(other, tuple) else (other, None)
         companions.append(Companion(("model", str(i)), model=model,
-                                    prefix=_prefix_segment(prefix) if prefix else None))
+                                    prefix=stable_segment(prefix) if prefix else None))
     return Plan(companions, ensemble.combine)
 
 
-_PREFIXES: dict[str, Segment] = {}
-
-
-def _prefix_segment(text: str) -> Segment:
-    """One segment per prefix text, so a companion's context stays in sync across holes."""
-    if text not in _PREFIXES:
-        _PREFIXES[text] = Segment(text)
-    return _PREFIXES[text]
+@lru_cache(maxsize=4096)
+def stable_segment(text: str, role: str | None = None, knowledge: str | None = None,
+                   anchor: tuple[int, int] | None = None) -> Segment:
+    """A segment that a plan adds to a context, the same object each time it is asked for
+    with the same arguments (``anchor``: the serial of the segment it precedes and a slot),
+    so a row that saw it at one hole does not encode it again at the next. The cache only
+    saves work: a segment made again is encoded again, which is still correct."""
+    return Segment(text, role, knowledge)

@@ -22,11 +22,12 @@ import torch
 from lmq.constraints import Predicate
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqConstraintError, LmqError, LmqModelError
-from lmq.runtime.companions import PREFER_MODES, Ensemble, Plan, ensemble_plan, prefer_plan
+from lmq.runtime.companions import Ensemble, Plan, ensemble_plan, review, text_before
 from lmq.runtime.context import Counters, RowContext
 from lmq.runtime.engine import RUNTIMES, ModelRuntime
 from lmq.runtime.holes import HoleRun
 from lmq.runtime.interpreter import HoleRequest, ProgramState
+from lmq.runtime.prefer import PREFER_MODES, prefer_plan
 
 ModelResolver = Callable[[Any], Any]  # inline `from` value (or None) -> backend
 __all__ = ["PREFER_MODES", "Decoding", "Row", "TraceEntry", "seeded_generator"]
@@ -53,7 +54,7 @@ class Row:
     request: HoleRequest | None = None
     hole: HoleRun | None = None
     runtime: ModelRuntime | None = None
-    plan: Plan | None = None  # companion rows of the current hole (prefer, fuse)
+    plan: Plan | None = None  # companions, view, review of the current hole (prefer, fuse)
     companions: dict[tuple[str, str], RowContext] = field(default_factory=dict)
     rng: torch.Generator | None = None
     score: float = 0.0
@@ -189,13 +190,15 @@ class Decoding:
                                            e, row.state.globals))
             row.runtime = RUNTIMES.get(self.resolve(model))
             context = self._context(row)
-            context.sync(row.state.context, row.state.role)
+            context.sync(row.plan.segments(row.state.context) if row.plan else
+                         row.state.context, row.state.role)
             if context.length == 0:
                 context.start_token(row.runtime.start_token)
             if request.distribution is not None:
                 return
             if row.plan is not None:
                 self._sync_companions(row)
+                row.plan.start_score = row.score
             row.hole = self._new_hole(row, request, context)
             if row.hole.ending is None and self.force_tokens:
                 self.force(row)
@@ -392,6 +395,9 @@ class Decoding:
         assert hole is not None and hole.ending is not None and runtime is not None
         ending = hole.ending
         extra = runtime.backend.encode(ending.tail.decode("utf-8")) if ending.tail else []
+        if row.plan is not None and row.plan.review is not None and not self._reviewed(
+                row, row.context.hole_tokens[:ending.keep] + extra):
+            return
         contexts = row.hole_contexts()
         tokens = contexts[0].close_hole(ending.keep, extra)
         for companion in contexts[1:]:
@@ -409,6 +415,27 @@ class Decoding:
                 context.adopt(row.state.context[-1])
         row.hole, row.plan = None, None
         self.advance(row)
+
+    def _reviewed(self, row: Row, tokens: list[int]) -> bool:
+        """Whether the plan's review keeps the finished value (``tokens`` as they will stand
+        in the context). If not, the hole starts again under the next plan (a cascade's
+        next source); the discarded attempt's tokens leave the row and its score."""
+        hole, plan, request = row.hole, row.plan, row.request
+        assert hole is not None and hole.ending is not None and request is not None
+        assert plan is not None
+        row.plan, passes = review(plan, row.context, hole.ending.value.decode(
+            "utf-8", errors="replace"), tokens, text_before(row.state.context, row.state.role))
+        self.forward_passes += passes
+        if row.plan.review is None:
+            return True
+        row.score = row.plan.start_score = plan.start_score
+        row.context.sync(row.plan.segments(row.state.context), row.state.role)
+        row.hole = self._new_hole(row, request, row.context)
+        if row.hole.ending is None and self.force_tokens:
+            self.force(row)
+        if row.hole.ending is not None:
+            self.finish(row)
+        return False
 
     def distribution(self, row: Row, logits: torch.Tensor, values: Sequence[str]) -> None:
         """Score every value as a continuation in one batched pass; bind the likeliest."""

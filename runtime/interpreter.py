@@ -321,8 +321,8 @@ class ProgramState:
             elif isinstance(part, ir.Interp):
                 value = self.evaluator.evaluate(part.value, frame.scope)
                 self._emit(sizes.format_value(value, part.spec, self.limits), frame)
-            elif part.name in ROLES:
-                self.role = part.name
+            elif part.name in ROLES:  # a role tag also ends a knowledge section
+                self.role, frame.knowledge = part.name, None
             else:
                 frame.knowledge = part.name
             frame.index += 1

@@ -1,24 +1,27 @@
 """Knowledge preference: user instruction > context document > the model's own knowledge.
 
 Three ways to make an answer follow the highest-ranked source that addresses the question
-(PAPERS.md section 3.3; the ``prefer`` clause, LANGUAGE.md section 9):
+(PAPERS.md section 3.3). All three are modes of the ``prefer`` clause (LANGUAGE.md section
+9), run by the decoding loop (:mod:`lmq.runtime.prefer`); this module holds their text and
+decision rule, and host-side entry points:
 
-* **prompt** — one call: the sources are rendered as labelled sections, highest priority
-  first, after a sentence stating the precedence (:func:`render_sections` for host code,
-  :func:`render_segments` for the runtime, which tags knowledge text as segments);
-* **cascade** — :func:`cascade_answer`: ask each source alone, top first, with an explicit
-  way out (the sentinel ``unanswerable``); when the source does not answer, fall back to
-  the next one, and last to a closed-book question (EREN, section 9);
-* **contrastive** — logit-level, in the decoding loop (``prefer … with mode="contrastive"``);
-  not here.
+* **prompt** (``with mode="prompt"``) — the sources as labelled sections, highest
+  priority first, after a sentence stating the precedence: :func:`render_segments`
+  rewrites a program's segments (the loop's view), :func:`render_sections` builds the same
+  text from host strings;
+* **cascade** (``with mode="cascade"``; :func:`cascade_answer` runs it from host code) —
+  ask each source alone, top first, with an explicit way out (:func:`source_preamble`:
+  "…or reply ``unanswerable``"); when the source does not answer, fall back to the next
+  one, and last to a closed-book question (EREN, section 9);
+* **contrastive** (the default) — logit-level, with extra batch rows; no text here.
 
-**The cascade's decision rule.** A small model rarely puts the sentinel first, so the
-greedy answer is compared with the sentinel by mean per-token log-probability, both
-scored exactly on the same prompt in one batched pass: the source counts as answering when
-``(1/L_a) log P(answer) - (1/L_s) log P(sentinel) > margin``; otherwise (or when the greedy
-answer is the sentinel) the cascade moves on. ``margin`` trades following a source that does
-not address the question against ignoring one that does; ``bench/eval_knowledge.py``
-reports it per setting.
+**The cascade's decision rule** (:func:`source_answered`). A small model rarely puts the
+sentinel first, so the greedy answer is compared with the sentinel by mean per-token
+log-probability, both scored exactly on the same prompt in one batched pass: the source
+counts as answering when ``(1/L_a) log P(answer) - (1/L_s) log P(sentinel) > margin``;
+otherwise (or when the greedy answer is the sentinel) the cascade moves on. ``margin``
+(``with margin=...``) trades following a source that does not address the question
+against ignoring one that does; ``bench/eval_knowledge.py`` reports it per setting.
 
 Scoring follows the data README: :func:`normalize_answer` lower-cases, drops punctuation,
 the articles *a/an/the* and extra whitespace; :func:`is_correct` compares with the answer
@@ -31,8 +34,6 @@ import re
 import string
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-from lmq.stdlib._scoring import normalized, prompt_ids, score_after
 
 __all__ = ["render_sections", "precedence_text", "cascade_answer", "normalize_answer",
            "is_correct"]
@@ -110,22 +111,31 @@ def render_segments(pieces: Sequence[tuple[str, str | None]],
     is inserted before the first knowledge piece and each run of pieces of one source
     starts with that source's heading; other text is unchanged. A source whose pieces are
     all empty is not announced."""
+    inserts = section_inserts(pieces, order)
+    out: list[tuple[str, str | None]] = []
+    for i, piece in enumerate(pieces):
+        out += inserts.get(i, [])
+        out.append(piece)
+    return out
+
+
+def section_inserts(pieces: Sequence[tuple[str, str | None]],
+                    order: Sequence[str] = ORDER) -> dict[int, list[tuple[str, str | None]]]:
+    """What :func:`render_segments` inserts, by the index of the piece it goes before."""
     order = _check_order(order)
     present = [s for s in order if s == "parametric" or any(
         k == s and text.strip() for text, k in pieces)]
-    out: list[tuple[str, str | None]] = []
+    inserts: dict[int, list[tuple[str, str | None]]] = {}
     previous: str | None = None
-    announced = False
-    for text, knowledge in pieces:
+    for i, (text, knowledge) in enumerate(pieces):
         if knowledge is not None and knowledge != previous and text.strip():
-            if not announced:
-                out.append((precedence_text(present) + "\n\n", None))
-                announced = True
+            before = inserts[i] = []
+            if len(inserts) == 1:  # the first section: the precedence sentence first
+                before.append((precedence_text(present) + "\n\n", None))
             rank = " (highest priority)" if knowledge == present[0] else ""
-            out.append((f"{HEADERS.get(knowledge, knowledge.title())}{rank}:\n", knowledge))
-        out.append((text, knowledge))
+            before.append((f"{HEADERS.get(knowledge, knowledge.title())}{rank}:\n", knowledge))
         previous = knowledge if text.strip() or knowledge is None else previous
-    return out
+    return inserts
 
 
 def _join(value: str | Iterable[str] | None) -> str:
@@ -138,68 +148,66 @@ def _join(value: str | Iterable[str] | None) -> str:
 
 # ------------------------------------------------------------------ cascade mode
 
-_SOURCE_PROGRAM = '''argmax
-    "{:system}{system}{:user}Using only {noun} below, answer the question. If {noun} do not \
-answer it, reply {sentinel}.\\n\\n{header}:\\n{text}\\n\\nQuestion: {question}\\n{style}\
-{:assistant}Answer:[A]"
+# The sections are separate statements, so each is tagged with its source alone; the
+# cascade's views drop the other sources' sections (lmq.runtime.prefer).
+_CASCADE_PROGRAM = '''argmax
+    "{:system}{system}{:user}"
+    if instruction:
+        "{:instruction}{instruction}\\n\\n"
+    if context:
+        "{:context}{context}\\n\\n"
+    "Question: {question}\\n{style}{:assistant}Answer:[A]"
 where
     STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < max_tokens
-'''
-_CLOSED_PROGRAM = '''argmax
-    "{:system}{system}{:user}Question: {question}\\n{style}{:assistant}Answer:[A]"
-where
-    STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < max_tokens
-'''
+prefer
+    '''
+_CASCADE_OPTIONS = ' with mode="cascade", margin=margin, sentinel=sentinel\n'
+
+
+def source_preamble(source: str, sentinel: str = SENTINEL) -> str:
+    """The text before a source's sections when the cascade asks that source alone."""
+    noun = NOUNS[source]
+    return (f"Using only {noun} below, answer the question. If {noun} do not answer it, "
+            f"reply {sentinel}.\n\n{HEADERS[source]}:\n")
+
+
+def source_answered(answer: str, answer_score: float, sentinel_score: float,
+                    margin: float = DEFAULT_MARGIN, sentinel: str = SENTINEL) -> bool:
+    """The cascade's decision rule (module docstring): scores are mean per-token
+    log-probabilities of the answer and of the sentinel on the same prompt."""
+    if not answer.strip() or normalize_answer(answer) == normalize_answer(sentinel):
+        return False
+    return answer_score - sentinel_score > margin
 
 
 def cascade_answer(question: str, instruction: str | Iterable[str] | None = None,
                    context: str | Iterable[str] | None = None, model: Any = None,
                    margin: float = DEFAULT_MARGIN, order: Sequence[str] = ORDER,
                    sentinel: str = SENTINEL, max_tokens: int = 16) -> dict[str, Any]:
-    """Answer ``question`` from the first source in ``order`` that answers it.
+    """Answer ``question`` from the first source in ``order`` that answers it: a program
+    with ``{:instruction}`` and ``{:context}`` sections and ``prefer … with
+    mode="cascade"``, the path a ``.lmq`` file takes.
 
     Each source with text is asked alone ("using only …, or reply ``sentinel``"); the greedy
-    answer and the sentinel are scored exactly on that prompt and the module docstring's
-    rule decides. ``parametric`` (the closed-book question) always answers; an order without
+    answer and the sentinel are scored exactly on that prompt and :func:`source_answered`
+    decides. ``parametric`` (the closed-book question) always answers; an order without
     it may end unanswered (``answer`` None). Returns ``{"answer", "source", "steps"}`` where
     each step is ``{"source", "answer", "answer_score", "sentinel_score", "answered"}`` (mean
-    per-token log-probabilities)."""
+    per-token log-probabilities; None for ``parametric``, which is not scored)."""
     from lmq.api import query
 
     order = _check_order(order)
-    texts = {"instruction": _join(instruction), "context": _join(context)}
-    steps: list[dict[str, Any]] = []
-    for source in order:
-        if source == "parametric":
-            params = {"system": SYSTEM, "question": question, "style": STYLE,
-                      "max_tokens": max_tokens}
-            result = query(_CLOSED_PROGRAM, model=model)(**params)
-            answer = result.variables["A"].strip()
-            steps.append({"source": source, "answer": answer,
-                          "answer_score": normalized(result.logprobs.get("A", [])),
-                          "sentinel_score": None, "answered": True})
-            return {"answer": answer, "source": source, "steps": steps}
-        if not texts[source]:
-            continue
-        params = {"system": SYSTEM, "noun": NOUNS[source], "sentinel": sentinel,
-                  "header": HEADERS[source], "text": texts[source], "question": question,
-                  "style": STYLE, "max_tokens": max_tokens}
-        result = query(_SOURCE_PROGRAM, model=model)(**params)
-        raw = result.variables["A"]
-        answer = raw.strip()
-        backend, prefix = prompt_ids(_SOURCE_PROGRAM, params, model)
-        # Both as written after "Answer:", with the leading space a BPE model writes.
-        candidates = [backend.encode(raw) or [], backend.encode(" " + sentinel)]
-        answer_lp, sentinel_lp = (normalized(s) for s in
-                                  score_after(backend, [prefix], [candidates])[0])
-        declined = normalize_answer(answer) == normalize_answer(sentinel) or not answer
-        answered = not declined and answer_lp - sentinel_lp > margin
-        steps.append({"source": source, "answer": answer, "raw": raw,
-                      "answer_score": answer_lp, "sentinel_score": sentinel_lp,
-                      "answered": answered})
-        if answered:
-            return {"answer": answer, "source": source, "steps": steps}
-    return {"answer": None, "source": None, "steps": steps}
+    source = _CASCADE_PROGRAM + " > ".join(order) + _CASCADE_OPTIONS
+    result = query(source, model=model)(
+        system=SYSTEM, instruction=_join(instruction), context=_join(context),
+        question=question, style=STYLE, max_tokens=max_tokens, margin=float(margin),
+        sentinel=sentinel)
+    steps = [step for entry in result.trace if "decisions" in entry
+             for step in entry["decisions"].get("steps", ())]
+    answered = next((step for step in steps if step["answered"]), None)
+    if answered is None:
+        return {"answer": None, "source": None, "steps": steps}
+    return {"answer": answered["answer"], "source": answered["source"], "steps": steps}
 
 
 # ------------------------------------------------------------------ scoring

@@ -162,3 +162,10 @@ def test_runtime_errors_carry_position():
         drive(state_of('x = 1\ny = x / 0\n'))
     assert info.value.line == 2
     assert "ZeroDivisionError" in str(info.value)
+
+
+def test_a_role_tag_ends_a_knowledge_section():
+    state = drive(state_of('"{:context}The doc.\\n{:user}Q?{:assistant}[A]"\n'), {"A": ["x"]})
+    tagged = [(segment.text, segment.knowledge, segment.role) for segment in state.context]
+    assert ("The doc.\n", "context", None) in tagged
+    assert ("Q?", None, "user") in tagged

@@ -1,5 +1,6 @@
 """lmq.stdlib.knowledge: answer normalisation (data README), the prompt mode's rendering,
-and the cascade's mechanics with an exactly scored sentinel."""
+the cascade's decision rule, and ``cascade_answer`` (the language's cascade run from host
+code) with an exactly scored sentinel."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from lmq.stdlib.knowledge import (
     precedence_text,
     render_sections,
     render_segments,
+    section_inserts,
+    source_answered,
+    source_preamble,
 )
 
 
@@ -63,6 +67,15 @@ def test_render_segments_keeps_text_and_tags():
     assert ("Context documents:\n", "context") in out
     assert sum(t.startswith("Context documents") for t in texts) == 1  # one heading per run
     assert render_segments([("Just a question", None)]) == [("Just a question", None)]
+    assert sorted(section_inserts(pieces)) == [1, 2]  # before the first piece of each run
+
+
+def test_the_decision_rule_compares_mean_scores_with_a_margin():
+    assert source_answered(" Rome", -1.0, -3.0, margin=1.5)
+    assert not source_answered(" Rome", -1.0, -3.0, margin=2.5)
+    assert not source_answered(" Unanswerable.", 0.0, -9.0)  # the sentinel itself declines
+    assert not source_answered("  ", 0.0, -9.0)
+    assert source_preamble("context").endswith("reply unanswerable.\n\nContext documents:\n")
 
 
 def test_cascade_margins_choose_where_it_stops(tiny):
@@ -82,23 +95,26 @@ def test_cascade_margins_choose_where_it_stops(tiny):
     assert none["answer"] is None and none["source"] is None
 
 
+# What the cascade shows the model when it asks the context alone, written out by hand.
+CONTEXT_ALONE = '''argmax
+    "{:system}{system}{:user}Using only the context documents below, answer the question. \\
+If the context documents do not answer it, reply unanswerable.\\n\\nContext documents:\\n\\
+The tower is in Paris.\\n\\nQuestion: Where is the tower?\\n{style}{:assistant}Answer:[A]"
+'''
+
+
 def test_the_sentinel_is_scored_exactly(tiny, reference_logprobs):
     from lmq.stdlib import knowledge
     from lmq.stdlib._scoring import prompt_ids
 
     out = cascade_answer("Where is the tower?", context="The tower is in Paris.", model=tiny,
                          max_tokens=4, margin=math.inf, order=("context",))
-    step = out["steps"][0]
-    params = {"system": knowledge.SYSTEM, "noun": knowledge.NOUNS["context"],
-              "sentinel": knowledge.SENTINEL, "header": knowledge.HEADERS["context"],
-              "text": "The tower is in Paris.", "question": "Where is the tower?",
-              "style": knowledge.STYLE, "max_tokens": 4}
-    _, prefix = prompt_ids(knowledge._SOURCE_PROGRAM, params, tiny)
+    [step] = out["steps"]
+    assert step["source"] == "context" and not step["answered"] and out["answer"] is None
+    params = {"system": knowledge.SYSTEM, "style": knowledge.STYLE}
+    _, prefix = prompt_ids(CONTEXT_ALONE, params, tiny)
     sentinel = reference_logprobs(tiny, prefix, tiny.encode(" " + knowledge.SENTINEL))
     assert step["sentinel_score"] == pytest.approx(sum(sentinel) / len(sentinel), abs=1e-4)
-    raw = out["steps"][0]["raw"]
-    answer = reference_logprobs(tiny, prefix, tiny.encode(raw))
-    assert step["answer_score"] == pytest.approx(sum(answer) / len(answer), abs=1e-4)
 
 
 @pytest.mark.smollm2
