@@ -13,7 +13,8 @@ mode="…"`` (LANGUAGE.md section 9, ``lmq.runtime.prefer``), the path a ``.lmq`
 * ``prompt``: the sections rewritten as labelled sections after a precedence sentence;
 * ``cascade``: each source asked alone with an "unanswerable" way out, falling back down
   the hierarchy (``margin=`` decides);
-* ``contrastive``: extra batch rows without each source, rank-weighted amplification.
+* ``contrastive``: extra batch rows without each source, rank-weighted amplification
+  under the plausibility constraint (one run per value of ``--plausibility``).
 
     python bench/eval_knowledge.py --model smollm2 --limit 4 --out /tmp/knowledge.json
 
@@ -37,6 +38,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lmq
+from lmq.runtime import prefer
+from lmq.runtime.prefer import DEFAULT_PLAUSIBILITY
 from lmq.stdlib.knowledge import STYLE, SYSTEM, is_correct, source_answered
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -67,16 +70,20 @@ def data_dir() -> Path:
 
 
 def program(mode: str) -> str:
-    """The evaluated program of ``mode``; the cascade asks every source (``margin=inf``)."""
+    """The evaluated program of ``mode``; the cascade asks every source (``margin=inf``),
+    the contrastive mode takes ``plausibility`` as a parameter."""
     if mode == "plain":
         return SECTIONED
-    options = ", margin=margin" if mode == "cascade" else ""
-    return SECTIONED + PREFER.format(mode=mode, options=options)
+    options = {"cascade": ", margin=margin", "contrastive": ", plausibility=plausibility"}
+    return SECTIONED + PREFER.format(mode=mode, options=options.get(mode, ""))
 
 
-def answer(mode: str, item: dict, model: str) -> tuple[Any, int]:
+def answer(mode: str, item: dict, model: str, plausibility: float | None = None
+           ) -> tuple[Any, int]:
     """(answer, forward passes); for the cascade, its steps with every source asked."""
-    params = {"margin": math.inf} if mode == "cascade" else {}
+    params: dict[str, Any] = {"margin": math.inf} if mode == "cascade" else {}
+    if mode == "contrastive":
+        params["plausibility"] = plausibility
     result = lmq.query(program(mode), model=model)(
         system=SYSTEM, instruction=item.get("instruction") or "",
         context=item.get("context") or "", question=item["question"], style=STYLE, **params)
@@ -124,10 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--margins", default="-1,-0.5,0,0.5,1,2",
                         help="cascade margins to report (replayed from one run)")
+    parser.add_argument("--plausibility", default=str(DEFAULT_PLAUSIBILITY),
+                        help="contrastive plausibility values to run (one run each)")
+    parser.add_argument("--agreement", choices=("skip", "amplify"), default="skip",
+                        help="contrastive steps where every row has the same top token: "
+                        "decoded plainly (skip, the runtime's default) or amplified (ablation)")
     parser.add_argument("--out", help="write per-item answers as JSON")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     margins = [float(m) for m in args.margins.split(",") if m.strip()]
+    alphas = [float(a) for a in args.plausibility.split(",") if a.strip()]
+    prefer.SKIP_AGREEMENT = args.agreement == "skip"
     for mode in modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
@@ -139,11 +153,27 @@ def main(argv: list[str] | None = None) -> int:
         items = [it for it in items
                  if counts.setdefault(it["setting"], 0) < args.limit
                  and not counts.update({it["setting"]: counts[it["setting"]] + 1})]
+    # round-robin over the settings, so that a run cut short covers every setting
+    position: dict[str, int] = {}
+    keys = []
+    for index, item in enumerate(items):
+        position[item["setting"]] = position.get(item["setting"], -1) + 1
+        keys.append((position[item["setting"]], index))
+    items = [item for _, item in sorted(zip(keys, items), key=lambda pair: pair[0])]
     started = time.perf_counter()
     rows = []
     for i, item in enumerate(items, 1):
         row = {"id": item["id"], "setting": item["setting"], "gold": item["answer"]}
         for mode in modes:
+            if mode == "contrastive":
+                suffix = "" if args.agreement == "skip" else ", amplify agreement"
+                for alpha in alphas:
+                    got, passes = answer(mode, item, args.model, alpha)
+                    name = f"contrastive (plausibility {alpha:g}{suffix})"
+                    row[name] = {"answer": got, "passes": passes,
+                                 "correct": is_correct(got, item["answer"], item["aliases"]),
+                                 "parametric": is_correct(got, item["parametric_answer"])}
+                continue
             got, passes = answer(mode, item, args.model)
             if mode == "cascade":
                 row["cascade_steps"] = got

@@ -34,7 +34,7 @@ TAGS = ("system", "user", "assistant", "instruction", "context")
 KNOWLEDGE_TAGS = ("instruction", "context")
 HOLE_TYPES = ("int", "float", "bool")
 KNOWLEDGE_SOURCES = ("instruction", "context", "parametric")
-PREFER_OPTIONS = ("mode", "strength", "margin", "sentinel")
+PREFER_OPTIONS = ("mode", "strength", "margin", "sentinel", "plausibility")
 PREFER_MODES = ("contrastive", "prompt", "cascade")  # run by lmq.runtime.prefer
 
 
@@ -199,8 +199,8 @@ class Lowering(ExpressionLowering):
             if option.name not in PREFER_OPTIONS:
                 raise self._syntax_error(f"unknown option '{option.name}' for prefer", option,
                                          did_you_mean(option.name, PREFER_OPTIONS)
-                                         or "the options are mode, strength, margin "
-                                         "and sentinel")
+                                         or "the options are mode, strength, plausibility, "
+                                         "margin and sentinel")
             value = option.value
             if option.name == "mode" and isinstance(value, ir.Const) and \
                     value.value not in PREFER_MODES:

@@ -4,11 +4,15 @@ A hole under ``prefer a > b > … [with mode=M, …]`` is decoded under a
 :class:`~lmq.runtime.companions.Plan`. Sources are the ``{:instruction}`` and
 ``{:context}`` sections of the prompt (``parametric`` is the model's own knowledge):
 
-* ``contrastive`` (the default; option ``strength=1.0``): one companion row per ranked
-  source present, without that source's sections; the hole is decoded from
-  ``log p + sum_i w_i (log p - log p_without_i)`` with ``w_i = strength * (n - i) / n``
-  for the ``i``-th of ``n`` ranked sources (context-aware decoding, generalised to a
-  hierarchy). ``strength=0`` is plain decoding.
+* ``contrastive`` (the default; options ``strength=1.0``, ``plausibility=0.1``): one
+  companion row per ranked source present, without that source's sections; the hole is
+  decoded from ``log p + sum_i w_i (log p - log p_without_i)`` with
+  ``w_i = strength * (n - i) / n`` for the ``i``-th of ``n`` ranked sources (context-aware
+  decoding, generalised to a hierarchy), under the adaptive plausibility constraint of
+  contrastive decoding: only tokens with ``p >= plausibility * max p`` under the main
+  (full-context) row stay eligible; a step where every row picks the same top token is
+  decoded plainly. ``strength=0`` is plain decoding; ``plausibility=0`` turns the
+  constraint off. See :class:`Contrastive`.
 * ``prompt``: no extra rows; the main row sees the program's segments rewritten by
   :func:`lmq.stdlib.knowledge.render_segments` — a sentence stating the precedence before
   the first section and a heading on each run of one source's sections, highest priority
@@ -33,7 +37,9 @@ attempts up to the first segment where two views differ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -53,6 +59,7 @@ from lmq.stdlib.knowledge import (
 )
 
 PREFER_MODES = ("contrastive", "prompt", "cascade")
+DEFAULT_PLAUSIBILITY = 0.1
 SOURCES = ("instruction", "context")
 
 
@@ -77,7 +84,11 @@ def prefer_plan(prefer: ir.Prefer, segments: list[Segment],
         return None
     if mode == "prompt":
         return prompt_plan(prefer.order, segments)
-    return contrastive_plan(ranked, _number(prefer, options, "strength", 1.0))
+    plausibility = _number(prefer, options, "plausibility", DEFAULT_PLAUSIBILITY)
+    if not 0.0 <= plausibility <= 1.0:
+        raise LmqCompileError(f"prefer option 'plausibility' is a share between 0 and 1, "
+                              f"not {plausibility!r}", _span(prefer, "plausibility"))
+    return contrastive_plan(ranked, _number(prefer, options, "strength", 1.0), plausibility)
 
 
 def _number(prefer: ir.Prefer, options: dict[str, Any], name: str, default: float) -> float:
@@ -96,19 +107,65 @@ def _span(prefer: ir.Prefer, name: str) -> Any:
 # ------------------------------------------------------------------ contrastive
 
 
-def contrastive_plan(ranked: Sequence[str], strength: float) -> Plan:
-    weights = [strength * (len(ranked) - i) / len(ranked) for i in range(len(ranked))]
+def contrastive_plan(ranked: Sequence[str], strength: float,
+                     plausibility: float = DEFAULT_PLAUSIBILITY) -> Plan:
+    weights = tuple(strength * (len(ranked) - i) / len(ranked) for i in range(len(ranked)))
     companions = [Companion(("without", source), without=source) for source in ranked]
+    return Plan(companions, Contrastive(weights, plausibility, SKIP_AGREEMENT))
 
-    def combine(main: torch.Tensor, others: Sequence[torch.Tensor]) -> tuple[torch.Tensor,
-                                                                               dict]:
+
+# A finite stand-in for -inf: implausible tokens rank below every plausible one (and get no
+# probability mass next to one), but a constraint that forbids every plausible token still
+# leaves a choice, ranked as without the plausibility constraint.
+IMPLAUSIBLE = 1e4
+# Whether new plans skip the amplification at steps where every row agrees (see
+# :class:`Contrastive`); an ablation switch for bench/eval_knowledge.py, not a language option.
+SKIP_AGREEMENT = True
+
+
+@dataclass(frozen=True)
+class Contrastive:
+    """The combine of the contrastive mode: rank-weighted amplification of each source's
+    contribution, restricted to the tokens the main row finds plausible.
+
+    ``main`` holds the logits of the row that sees every source, ``others[i]`` those of the
+    row without the ``i``-th ranked source. With ``logp = log_softmax(main)`` and
+    ``logq_i = log_softmax(others[i])`` the scores are
+    ``logp + sum_i weights[i] * (logp - logq_i)`` on the plausible tokens
+    ``{x : logp[x] >= log(plausibility) + max logp}`` (the adaptive plausibility constraint
+    of contrastive decoding, Li et al. 2023, as in context-aware decoding); any other token
+    gets that score minus ``IMPLAUSIBLE``. ``plausibility=0`` keeps every token; all weights
+    zero (``strength=0``) give ``logp`` itself.
+
+    With ``skip_agreement`` (the default) a step where every row's top token is the main
+    row's is decoded from ``logp`` alone: leaving a source out does not change the model's
+    choice there, so there is no conflict to resolve, and amplifying the small differences
+    in the rest of the distribution only pulls the answer off course (on the dev set it
+    turned one-word answers into sentences, "Swiss Franc" into "The Swiss franc is the
+    official currency of Switzerland."). The contrast acts where a source changes the
+    choice."""
+
+    weights: tuple[float, ...]
+    plausibility: float = DEFAULT_PLAUSIBILITY
+    skip_agreement: bool = True
+
+    def __call__(self, main: torch.Tensor,
+                 others: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict]:
         logp = torch.log_softmax(main, dim=-1)
+        if not any(self.weights):  # strength=0: plain decoding, scores included
+            return logp, {}
+        if self.skip_agreement:
+            top = torch.argmax(main, dim=-1)
+            if all(bool((torch.argmax(other, dim=-1) == top).all()) for other in others):
+                return logp, {}
         out = logp.clone()
-        for weight, other in zip(weights, others):
-            out += weight * (logp - torch.log_softmax(other, dim=-1))
+        for weight, other in zip(self.weights, others):
+            if weight:
+                out += weight * (logp - torch.log_softmax(other, dim=-1))
+        if self.plausibility > 0:
+            floor = logp.max(dim=-1, keepdim=True).values + math.log(self.plausibility)
+            out = torch.where(logp >= floor, out, out - IMPLAUSIBLE)
         return out, {}
-
-    return Plan(companions, combine)
 
 
 # ------------------------------------------------------------------ prompt

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 
 import lmq
+from lmq.runtime import prefer
+from lmq.runtime.prefer import IMPLAUSIBLE, Contrastive, contrastive_plan
 from lmq.runtime.run import execute
 from lmq.stdlib.fusion import DlfCombiner, fuse
 
@@ -105,3 +108,114 @@ def test_routing_decisions_are_in_the_trace():
     decisions = [entry["decisions"] for entry in result.trace if "decisions" in entry]
     assert decisions and decisions[0]["route"] == "tiny-random"
     assert decisions[0]["scores"] == {"tiny-random": pytest.approx(1.0)}
+
+
+# ------------------------------------------------------------------ contrastive combine
+
+
+def expected_contrastive(main, others, weights, plausibility, skip_agreement=True):
+    """The contrastive scores token by token, from probabilities (no tensors)."""
+    def argmax(values):
+        return max(range(len(values)), key=values.__getitem__)
+
+    def log_softmax(values):
+        top = max(values)
+        total = sum(math.exp(v - top) for v in values)
+        return [v - top - math.log(total) for v in values]
+
+    logp = log_softmax(main)
+    if skip_agreement and all(argmax(other) == argmax(main) for other in others):
+        return logp
+    logqs = [log_softmax(other) for other in others]
+    best = max(math.exp(v) for v in logp)
+    scores = []
+    for x, lp in enumerate(logp):
+        score = lp + sum(w * (lp - logq[x]) for w, logq in zip(weights, logqs))
+        plausible = plausibility == 0 or math.exp(lp) >= plausibility * best * (1 - 1e-6)
+        scores.append(score if plausible else score - IMPLAUSIBLE)
+    return scores
+
+
+def logits_of(probs):
+    return torch.log(torch.tensor(probs, dtype=torch.float64))
+
+
+# p(main) and p(without the source): token 2 is unlikely under the full context but far more
+# likely than without it, so unconstrained amplification picks it.
+MAIN, WITHOUT = [0.60, 0.36, 0.04], [0.7099, 0.29, 0.0001]
+
+
+def test_contrastive_without_plausibility_amplifies_an_implausible_token():
+    combine = Contrastive((1.0,), 0.0, skip_agreement=False)
+    scores, _ = combine(logits_of(MAIN), [logits_of(WITHOUT)])
+    assert scores.tolist() == pytest.approx(
+        [math.log(p * p / q) for p, q in zip(MAIN, WITHOUT)])
+    assert int(torch.argmax(scores)) == 2
+
+
+def test_plausibility_keeps_the_choice_among_plausible_tokens():
+    combine = Contrastive((1.0,), 0.1, skip_agreement=False)
+    scores, _ = combine(logits_of(MAIN), [logits_of(WITHOUT)])
+    assert scores.tolist() == pytest.approx(
+        expected_contrastive(logits_of(MAIN).tolist(), [logits_of(WITHOUT).tolist()],
+                             [1.0], 0.1, skip_agreement=False))
+    assert scores[2] < -IMPLAUSIBLE / 2 and int(torch.argmax(scores)) == 0
+    # token 1 is plausible and amplified: its margin to token 0 shrinks
+    assert scores[0] - scores[1] < math.log(MAIN[0] / MAIN[1])
+
+
+def test_implausible_tokens_keep_their_order_for_a_constraint_that_forbids_the_rest():
+    combine = Contrastive((1.0,), 0.1, skip_agreement=False)
+    scores, _ = combine(logits_of(MAIN), [logits_of(WITHOUT)])
+    allowed = torch.tensor([False, False, True])
+    assert int(torch.argmax(scores.masked_fill(~allowed, float("-inf")))) == 2
+    assert torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("plausibility", [0.0, 0.1, 0.3, 1.0])
+@pytest.mark.parametrize("skip_agreement", [True, False])
+def test_contrastive_matches_brute_force_with_ranked_sources(seed, plausibility,
+                                                             skip_agreement, monkeypatch):
+    generator = torch.Generator().manual_seed(seed)
+    main = torch.randn(9, generator=generator, dtype=torch.float64) * 2
+    others = [main + torch.randn(9, generator=generator, dtype=torch.float64)
+              for _ in range(2)]
+    monkeypatch.setattr(prefer, "SKIP_AGREEMENT", skip_agreement)
+    plan = contrastive_plan(["instruction", "context"], 1.5, plausibility)
+    assert [c.without for c in plan.companions] == ["instruction", "context"]
+    assert plan.combine.weights == pytest.approx((1.5, 0.75))  # strength * (n - i) / n
+    assert plan.combine.skip_agreement == skip_agreement
+    scores, _ = plan.combine(main, others)
+    expected = expected_contrastive(main.tolist(), [o.tolist() for o in others],
+                                    [1.5, 0.75], plausibility, skip_agreement)
+    assert scores.tolist() == pytest.approx(expected, abs=1e-9)
+    if plausibility == 1.0:  # only the main row's own choice stays eligible
+        assert int(torch.argmax(scores)) == int(torch.argmax(main))
+
+
+def test_agreeing_rows_decode_plainly_and_one_disagreeing_row_amplifies():
+    # every row's top token is 0, yet amplification alone would move the choice to token 1
+    main, agree = logits_of([0.5, 0.45, 0.05]), logits_of([0.7, 0.2, 0.1])
+    amplified, _ = Contrastive((1.0, 0.5), 0.1, skip_agreement=False)(main, [agree, agree])
+    assert int(torch.argmax(amplified)) == 1
+    plain, _ = Contrastive((1.0, 0.5), 0.1)(main, [agree, agree])
+    assert torch.allclose(plain, torch.log_softmax(main, -1))
+    disagree = logits_of([0.3, 0.6, 0.1])  # the second source changes the choice
+    scores, _ = Contrastive((1.0, 0.5), 0.1)(main, [agree, disagree])
+    assert scores.tolist() == pytest.approx(expected_contrastive(
+        main.tolist(), [agree.tolist(), disagree.tolist()], [1.0, 0.5], 0.1, False))
+
+
+def test_zero_strength_is_the_main_rows_log_softmax():
+    main, other = torch.tensor([1.0, 3.0, 0.5]), torch.tensor([0.0, -2.0, 4.0])
+    scores, _ = Contrastive((0.0, 0.0), 0.5)(main, [other, other])
+    assert torch.allclose(scores, torch.log_softmax(main, -1))
+
+
+def test_prefer_with_full_plausibility_decodes_as_plain():
+    """``plausibility=1`` leaves only the main row's top token: greedy plain decoding."""
+    plain = lmq.query(PREFER.rsplit("prefer", 1)[0], model="tiny-random")()
+    strong = lmq.query(PREFER.replace("parametric", "parametric with strength=4.0, "
+                                      "plausibility=1.0"), model="tiny-random")()
+    assert strong.variables == plain.variables

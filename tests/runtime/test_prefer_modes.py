@@ -145,3 +145,23 @@ def test_a_mode_from_a_parameter_is_checked_when_the_hole_runs():
     assert "did you mean 'cascade'?" in str(caught.value)
     with pytest.raises(LmqCompileError, match="prefer option 'margin' takes a number"):
         run('"cascade", margin=m', m="high")
+
+
+def test_contrastive_plausibility_runs_and_keeps_the_constraint():
+    for plausibility in (0, 0.1, 1):
+        result = run('"contrastive", strength=3.0, plausibility=p', p=plausibility)
+        assert result.variables["A"] in CITY_VALUES
+        assert max(entry["rows"] for entry in result.trace if "rows" in entry) == 3
+
+
+def test_plausibility_is_checked():
+    with pytest.raises(LmqCompileError, match="prefer option 'plausibility' takes a number"):
+        run('"contrastive", plausibility=p', p="high")
+    with pytest.raises(LmqCompileError, match="'plausibility' is a share between 0 and 1"):
+        run('"contrastive", plausibility=p', p=1.5)
+    with pytest.raises(LmqCompileError, match="'plausibility' is a share between 0 and 1"):
+        run('"contrastive", plausibility=p', p=-0.1)
+    with pytest.raises(lmq.LmqSyntaxError) as caught:
+        lmq.query(PROGRAM.replace("MODE", '"contrastive", plausability=0.1')
+                  .replace("WHERE", "INT(A)").replace("ORDER", "context"))
+    assert "did you mean 'plausibility'?" in str(caught.value)
