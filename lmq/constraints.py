@@ -16,6 +16,7 @@ from typing import Any
 
 from lmq import ir, regular
 from lmq.errors import LmqCompileError, LmqConstraintError
+from lmq.regular import Regular
 
 COMPARISONS: dict[str, Callable[[int, int], bool]] = {
     "<": operator.lt, "<=": operator.le, "==": operator.eq,
@@ -60,6 +61,17 @@ class HoleSpec:
 
     def count_allows_end(self, count: int) -> bool:
         return count >= self.min_tokens and count not in self.excluded_counts
+
+    def generation(self, prefix: str = "") -> Regular | None:
+        """The language of the text generated for the hole (``None``: any text), which the
+        token masks enforce: the value's, after the healed prompt text ``prefix`` (token
+        healing), and where ``STOPS_BEFORE`` phrases are cut off, also a value followed by
+        a phrase and the overshoot of the token that completed it."""
+        if self.regular is None:
+            return regular.Prefix(prefix) if prefix else None
+        tree = regular.Concat((regular.Literal(prefix), self.regular)) if prefix else \
+            self.regular
+        return regular.StopsBefore(tree, self.stops_before) if self.stops_before else tree
 
 
 def conjuncts(constraint: ir.Constraint | None) -> list[ir.Constraint]:

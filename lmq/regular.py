@@ -93,6 +93,24 @@ class AnyString(Regular):
     """Every string."""
 
 
+@dataclass(frozen=True)
+class Concat(Regular):
+    """The values that split into consecutive pieces, one in each part, in order."""
+
+    parts: tuple[Regular, ...]
+
+
+@dataclass(frozen=True)
+class StopsBefore(Regular):
+    """The text a hole with ``STOPS_BEFORE`` may generate: a value of ``part``, or one
+    followed by one of the ``phrases`` and then anything (the overshoot inside the token
+    that completed the phrase). The hole cuts the phrase and what follows it, so the value
+    itself is always in ``part``."""
+
+    part: Regular
+    phrases: tuple[str, ...]
+
+
 ANY = AnyString()
 
 # One lexical unit of a pattern: \u/\U/\N{} escapes (named groups), three-digit octal and

@@ -10,27 +10,29 @@ and its next text rides along in the following forward pass. ``sample(n)`` and
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from lmq.constraints import Predicate
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqConstraintError, LmqError, LmqModelError
+from lmq.runtime.choosing import greedy_batch, masked, pick_token
 from lmq.runtime.companions import Ensemble, Plan, ensemble_plan, review, text_before
 from lmq.runtime.context import Counters, RowContext
 from lmq.runtime.engine import RUNTIMES, ModelRuntime
+from lmq.runtime.healing import heal
 from lmq.runtime.holes import HoleRun
 from lmq.runtime.interpreter import HoleRequest, ProgramState
 from lmq.runtime.prefer import PREFER_MODES, prefer_plan
 
 ModelResolver = Callable[[Any], Any]  # inline `from` value (or None) -> backend
-__all__ = ["PREFER_MODES", "Decoding", "Row", "TraceEntry", "seeded_generator"]
+__all__ = ["PREFER_MODES", "Decoding", "Row", "TraceEntry"]
 
 
 @dataclass
@@ -119,7 +121,8 @@ class Decoding:
         picks = self.pick_greedy(live, logits) if self.decoder.name == "argmax" else {}
         for row, row_logits in zip(live, logits):
             pick = picks.get(id(row))
-            self._guard(row, lambda r, lg=row_logits, p=pick: self.choose(r, lg, p), fail_fast)
+            self._guard(row, functools.partial(self.choose, logits=row_logits, pick=pick),
+                        fail_fast)
         if len(self.trace) > entries:
             self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
 
@@ -245,14 +248,17 @@ class Decoding:
         if spec.max_tokens is not None:
             budget = min(budget, spec.max_tokens)
         budget = max(budget, 0)  # `len(TOKENS(X)) < 0`, a prompt already past max_len
+        healed = ""
         try:
-            guide = runtime.guide(spec.regular)
+            if budget and row.plan is None:  # token healing (lmq.runtime.healing)
+                healed = heal(context, runtime, spec, budget)
+            guide = runtime.guide(spec.generation(healed))
         except LmqError as error:  # a schema or pattern known only now: name the hole
             if error.span is None:
                 error.span = request.hole.span
             raise error.with_source(row.state.program.source) from None
         hole = HoleRun(spec, guide, runtime.text_bytes, runtime.eos_ids, budget,
-                       request.hole.span)
+                       request.hole.span, prefix=healed.encode())
         if hole.exhausted() or budget == 0:
             if not hole.can_end():
                 hole.fail("no token can start the value")
@@ -274,9 +280,9 @@ class Decoding:
 
     def pick_greedy(self, rows: list[Row],
                     logits: list[torch.Tensor]) -> dict[int, tuple[int, float]]:
-        """Greedy choices for all hole rows at once: one stacked mask, one ``masked_fill_``
-        and one ``argmax`` per model instead of one of each per row. Rows whose mask
-        allows nothing are left to the per-row path, which reports the error."""
+        """Greedy choices for all hole rows at once, one stacked mask per model
+        (:func:`~lmq.runtime.choosing.greedy_batch`). Rows whose mask allows nothing are
+        left to the per-row path, which reports the error."""
         groups: dict[tuple, list[tuple[Row, torch.Tensor]]] = {}
         for row, row_logits in zip(rows, logits):
             if row.hole is not None and row.request is not None and \
@@ -284,24 +290,14 @@ class Decoding:
                 key = (row_logits.device, row_logits.shape[-1])
                 groups.setdefault(key, []).append((row, row_logits))
         picks: dict[int, tuple[int, float]] = {}
-        for (device, width), pairs in groups.items():
+        for pairs in groups.values():
             start = time.perf_counter()
-            stacked = torch.stack([row_logits for _, row_logits in pairs])
-            masks = [row.hole.mask(width) for row, _ in pairs]  # type: ignore[union-attr]
-            scores = stacked
-            if any(mask is not None for mask in masks):
-                allowed = np.stack([np.ones(width, dtype=bool) if m is None else m
-                                    for m in masks])
-                scores = stacked.masked_fill(~torch.from_numpy(allowed).to(device),
-                                             float("-inf"))
-            tokens = torch.argmax(scores, dim=-1)
-            logprobs = stacked.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(stacked, -1)
-            finite = torch.isfinite(scores.gather(1, tokens[:, None])[:, 0])
+            chosen = greedy_batch([row.hole for row, _ in pairs],  # type: ignore[misc]
+                                  [row_logits for _, row_logits in pairs])
             self.mask_seconds += time.perf_counter() - start
-            for (row, _), token, logprob, ok in zip(pairs, tokens.tolist(),
-                                                   logprobs.tolist(), finite.tolist()):
-                if ok:
-                    picks[id(row)] = (token, logprob)
+            for (row, _), pick in zip(pairs, chosen):
+                if pick is not None:
+                    picks[id(row)] = pick
         return picks
 
     def apply(self, row: Row, token: int, logprob: float) -> None:
@@ -352,41 +348,15 @@ class Decoding:
                        token=token, logprob=0.0)
 
     def masked(self, hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
-        """The logits with every token the hole forbids set to -inf."""
-        mask = hole.mask(logits.shape[-1])
-        if mask is None:
-            return logits
-        scores = logits.masked_fill(~torch.from_numpy(mask), float("-inf"))
-        if not torch.isfinite(scores).any():
-            hole.fail("no token is allowed")
-        return scores
+        return masked(hole, logits)
 
     def pick(self, hole: HoleRun, logits: torch.Tensor,
              rng: torch.Generator | None) -> tuple[int, float]:
-        """The next token under the hole's mask and the decoder, with its log-probability
-        under the model (unmasked)."""
+        """The next token under the hole's mask and the decoder (timed as mask time)."""
         start = time.perf_counter()
-        scores = self.masked(hole, logits)
+        scores = masked(hole, logits)
         self.mask_seconds += time.perf_counter() - start
-        if self.decoder.name == "sample":
-            token = self._sample(scores, rng)
-        else:
-            token = int(torch.argmax(scores))
-        return token, float(logits[token] - torch.logsumexp(logits, dim=-1))
-
-    def _sample(self, scores: torch.Tensor, rng: torch.Generator | None) -> int:
-        decoder = self.decoder
-        scores = scores / max(decoder.temperature, 1e-6)
-        if decoder.top_k:
-            kth = torch.topk(scores, min(decoder.top_k, scores.shape[-1])).values[-1]
-            scores = scores.masked_fill(scores < kth, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        if decoder.top_p is not None and decoder.top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            cut = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > decoder.top_p
-            sorted_probs[cut] = 0.0
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=rng))
+        return pick_token(scores, logits, self.decoder, rng)
 
     def finish(self, row: Row) -> None:
         """Close the row's hole: fix up the context, hand the value to the program, and run
@@ -410,9 +380,8 @@ class Decoding:
             self.decisions.append({"hole": hole.spec.hole, "instance": row.instance,
                                    "steps": row.plan.decisions})
         self._emit(row, "hole", text=text, value=row.state.variables.get(hole.spec.hole, text))
-        if text:
-            for context in contexts:
-                context.adopt(row.state.context[-1])
+        for context in contexts:
+            context.adopt(row.state.context[-1] if text else None, len(tokens))
         row.hole, row.plan = None, None
         self.advance(row)
 
@@ -493,10 +462,3 @@ def _may_merge(hole: HoleRun, token: int, text_bytes: list[bytes]) -> bool:
         return True
     own = text_bytes[token]
     return any(t != token and text_bytes[t].startswith(own) for t in allowed.tolist())
-
-
-def seeded_generator(seed: int | None, index: int) -> torch.Generator:
-    generator = torch.Generator()
-    generator.manual_seed((seed if seed is not None else int(time.time_ns() % 2**31)) + index)
-    return generator
-

@@ -10,7 +10,9 @@ subset construction turns it into the DFA. The other leaves (literals, choices,
 prefix/suffix/contains, character lengths, ANY) are built as NFAs directly, ``LABELS`` as a
 subset construction of its own and ``SPAN`` as a DFA (:mod:`lmq.runtime.fsm_builders`), a
 JSON schema as a regular tree first (:mod:`lmq.runtime.fsm_json`); ``And``/``Or``/``Not``
-are product constructions, ``Not`` relative to valid UTF-8. The subset and product constructions are
+are product constructions, ``Not`` relative to valid UTF-8; ``Concat`` and ``StopsBefore``
+are concatenations (:mod:`lmq.runtime.fsm_concat`; a literal prefix, a healed prompt text,
+is shifted into the table instead). The subset, product and concatenation constructions are
 :class:`~lmq.runtime.fsm_lazy.LazyAutomaton` objects, expanded breadth first into a ByteDfa
 while that fits the :class:`CompileBudget` (states, seconds). Past it the lazy automaton
 itself is the result -- the same language, its states built as decoding meets them --
@@ -36,6 +38,7 @@ from interegular import patterns as ip
 
 from lmq import regular as rg
 from lmq.runtime.fsm_builders import LabelsAutomaton, substring_automaton
+from lmq.runtime.fsm_concat import ConcatAutomaton, StopAutomaton, stop_tail
 from lmq.runtime.fsm_json import schema_regular
 from lmq.runtime.fsm_lazy import DEAD, UNKNOWN, LazyAutomaton, ProductAutomaton, SubsetAutomaton
 from lmq.runtime.nfa import (  # noqa: F401  (utf8_sequences: re-exported)
@@ -173,6 +176,21 @@ def _empty() -> ByteDfa:
     return _trimmed(np.zeros((1, 256), np.int32), np.zeros(1, bool), DEAD)
 
 
+def _prefixed(data: bytes, dfa: ByteDfa) -> ByteDfa:
+    """``data`` followed by a value of ``dfa``: its table behind a chain of ``len(data)``
+    states (numpy work, where a concatenation automaton would expand every state)."""
+    n = len(data)
+    table = np.zeros((n + dfa.num_states, 256), dtype=np.int32)
+    table[n + 1:] = np.where(dfa.transitions[1:] != DEAD, dfa.transitions[1:] + n, DEAD)
+    for i, byte in enumerate(data):
+        table[i + 1, byte] = i + 2 if i + 1 < n else dfa.initial + n
+    accepting = np.zeros(len(table), dtype=bool)
+    accepting[n + 1:] = dfa.accepting[1:]
+    if dfa.initial == DEAD:
+        return _empty()
+    return _trimmed(table, accepting, 1 if n else dfa.initial)
+
+
 class _TooLarge(Exception):
     """The complete DFA would exceed the state or time budget."""
 
@@ -250,6 +268,24 @@ class _Compiler:
             case rg.Not(part):
                 return self.settle(ProductAutomaton(self.compile(rg.ANY), self.compile(part),
                                                     "diff", budget))
+            case rg.Concat((rg.Literal(text), *rest)) if rest:  # a healed prompt text
+                after = self.compile(rest[0] if len(rest) == 1 else rg.Concat(tuple(rest)))
+                if after.lazy:
+                    return ConcatAutomaton(self.compile(rg.Literal(text)), after, budget)
+                return _prefixed(text.encode(), after)
+            case rg.Concat(parts) if parts:
+                result = self.compile(parts[0])
+                for part in parts[1:]:
+                    result = self.settle(ConcatAutomaton(result, self.compile(part), budget))
+                return result
+            case rg.Concat(()):
+                return self.compile(rg.Literal(""))
+            case rg.StopsBefore(part, phrases) if phrases:
+                # kept lazy: the hole reads its keys (StopAutomaton.resume)
+                return StopAutomaton(self.compile(part), _trimmed(*stop_tail(phrases)),
+                                     phrases, budget)
+            case rg.StopsBefore(part, ()):
+                return self.compile(part)
             case rg.Labels():
                 return self.settle(LabelsAutomaton(tree, budget))
             case rg.Substring(text):

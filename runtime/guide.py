@@ -31,6 +31,7 @@ import numpy as np
 
 from lmq import regular as rg
 from lmq.runtime.fsm import DEAD, DEFAULT_BUDGET, UNKNOWN, Automaton, CompileBudget, compile_regular
+from lmq.runtime.fsm_concat import StopAutomaton
 from lmq.runtime.tokens import TokenIndex
 
 
@@ -39,6 +40,7 @@ class Guide(Protocol):
     ints over a ByteDfa, keys over a lazy automaton)."""
 
     initial_state: int
+    stops: bool  # a StopsBefore language (``resume`` and ``stop_outlook`` matter)
 
     def allowed(self, state: int) -> np.ndarray:
         """Sorted int32 ids of the content tokens allowed next (read-only)."""
@@ -50,7 +52,18 @@ class Guide(Protocol):
         """The state after ``token_id``; ``ValueError`` if it is not allowed."""
 
     def is_accepting(self, state: int) -> bool:
-        """Whether the value so far satisfies the constraint (EOS may end it here)."""
+        """Whether the text so far is in the guide's language."""
+
+    def accepts_value(self, state: int) -> bool:
+        """Whether the value so far satisfies the constraint (EOS may end it here): like
+        ``is_accepting``, but a completed ``StopsBefore`` phrase does not count."""
+
+    def resume(self, state: int) -> int:
+        """``state`` with completed ``StopsBefore`` phrases forgotten (``state`` itself for
+        other languages)."""
+
+    def stop_outlook(self, state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per allowed token: stop phrase completed, value live without it, distance then."""
 
     def walk_bytes(self, state: int, data: bytes) -> int | None:
         """The state after ``data`` (for stop-phrase truncation), ``None`` if it dies."""
@@ -114,6 +127,7 @@ class DfaGuide:
         # the walk uses) may be shared by guides on several tokenizers
         self._lock = dfa.lock if self._lazy else threading.RLock()
         self.stats = {"explored": 0, "explore_seconds": 0.0, "gave_up": 0}
+        self.stops = isinstance(dfa, StopAutomaton)  # a StopsBefore language
 
     @classmethod
     def from_regular(cls, tree: rg.Regular, index: TokenIndex,
@@ -164,6 +178,22 @@ class DfaGuide:
 
     def is_accepting(self, state: int) -> bool:
         return self.dfa.accepts(state)
+
+    def accepts_value(self, state: int) -> bool:
+        return self.dfa.accepts_value(state) if self.stops else self.dfa.accepts(state)
+
+    def resume(self, state: int) -> int:
+        return self.dfa.resume(state) if self.stops else state
+
+    def stop_outlook(self, state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Over a ``StopsBefore`` language, for each token of ``allowed(state)`` (aligned):
+        whether it completes a stop phrase, whether the value can still complete without
+        one, and the fewest bytes to acceptance once completed phrases are forgotten (-1:
+        none) -- what a hole needs where its token counts may forbid a stop."""
+        _, next_states, keys = self._entry(state)
+        info = np.array([self.dfa.stop_info(key) for key in keys[0]],
+                        dtype=np.int64).reshape(-1, 3)[next_states]
+        return info[:, 0].astype(bool), info[:, 1].astype(bool), info[:, 2]
 
     def walk_bytes(self, state: int, data: bytes) -> int | None:
         state = self.dfa.walk(state, data)

@@ -21,7 +21,8 @@ from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqParameterError, did_you_mean
 from lmq.limits import Limits
 from lmq.result import Result, hole_constraints
-from lmq.runtime.decoding import Decoding, Row, seeded_generator
+from lmq.runtime.choosing import seeded_generator
+from lmq.runtime.decoding import Decoding, Row
 from lmq.runtime.interpreter import ProgramState
 from lmq.runtime.specialists import ModelResolver
 
