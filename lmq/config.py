@@ -83,11 +83,9 @@ class Specialist:
     ``lmq.stdlib.routing.route`` compares a request with; ``system`` opens every
     conversation it decodes (a system turn in a chat, a leading paragraph in a plain
     prompt); ``adapter`` is a PEFT adapter folder merged into the model's weights;
-    ``settings`` are generation settings, ``(DecoderSpec field, value)`` pairs. They apply
-    when the specialist is the run's model (``--model``, ``model=``, the program's ``from``
-    clause, the configured default) and override the decoder's fields; a specialist that
-    runs one statement (inline ``from``) must agree with the run's decoder on the settings
-    that decoder uses, since one decoding loop has one decoder.
+    ``settings`` are generation settings, ``(DecoderSpec field, value)`` pairs: they
+    override the run decoder's fields for every hole the specialist decodes, whether it is
+    the run's model or runs one statement (inline ``from``, ``route``).
     """
 
     name: str

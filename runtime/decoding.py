@@ -10,6 +10,7 @@ and its next text rides along in the following forward pass. ``sample(n)`` and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -244,7 +245,7 @@ class Decoding:
         runtime = row.runtime
         assert runtime is not None
         spec = request.spec
-        budget = min(self.decoder.max_tokens, context.max_len - context.length)
+        budget = min(self.decoder_for(row).max_tokens, context.max_len - context.length)
         if spec.max_tokens is not None:
             budget = min(budget, spec.max_tokens)
         budget = max(budget, 0)  # `len(TOKENS(X)) < 0`, a prompt already past max_len
@@ -275,7 +276,7 @@ class Decoding:
             self.distribution(row, logits, request.distribution)
             return
         assert row.hole is not None
-        token, logprob = pick or self.pick(row.hole, logits, row.rng)
+        token, logprob = pick or self.pick(row.hole, logits, row.rng, self.decoder_for(row))
         self.apply(row, token, logprob)
 
     def pick_greedy(self, rows: list[Row],
@@ -350,13 +351,20 @@ class Decoding:
     def masked(self, hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
         return masked(hole, logits)
 
-    def pick(self, hole: HoleRun, logits: torch.Tensor,
-             rng: torch.Generator | None) -> tuple[int, float]:
-        """The next token under the hole's mask and the decoder (timed as mask time)."""
+    def pick(self, hole: HoleRun, logits: torch.Tensor, rng: torch.Generator | None,
+             decoder: DecoderSpec) -> tuple[int, float]:
+        """The next token under the hole's mask and ``decoder`` (timed as mask time)."""
         start = time.perf_counter()
         scores = masked(hole, logits)
         self.mask_seconds += time.perf_counter() - start
-        return pick_token(scores, logits, self.decoder, rng)
+        return pick_token(scores, logits, decoder, rng)
+
+    def decoder_for(self, row: Row) -> DecoderSpec:
+        """The run's decoder with the generation settings (``temperature``, ``top_k``,
+        ``top_p``, ``max_tokens``) of the specialist decoding the row's hole, if any
+        (:class:`lmq.runtime.specialists.SpecialistBackend`)."""
+        settings = getattr(row.runtime.backend, "settings", None) if row.runtime else None
+        return dataclasses.replace(self.decoder, **settings) if settings else self.decoder
 
     def finish(self, row: Row) -> None:
         """Close the row's hole: fix up the context, hand the value to the program, and run

@@ -5,8 +5,9 @@ a ``[tool.lmq.models]`` alias, a built-in model (``smollm2``, ``tiny-random``) o
 (``hf:PATH``, ``gguf:FILE``). What ``lmq.stdlib.routing.route`` returns carries its
 specialist with it, so inline candidates (not in the configuration) resolve too.
 
-A specialist with a system prompt decodes on a :class:`SpecialistBackend`: a view of its
-model's backend with its own name and system prompt. The view shares the model's weights
+A specialist with a system prompt or generation settings decodes on a
+:class:`SpecialistBackend`: a view of its model's backend with its own name, system prompt
+and settings (the decoding loop applies them to the holes the view decodes). The view shares the model's weights
 and row storage, but the decoding loop keys contexts and runtimes by backend, so each
 specialist keeps its own rows (its system prompt is part of what they hold) and its own
 runtime (its model's token index again, from the disk cache, and its own guides).
@@ -26,9 +27,6 @@ from lmq.errors import LmqModelError, LmqParameterError, did_you_mean
 from lmq.runtime.models import known_models, load_backend
 
 SPEC_PREFIXES = ("hf:", "gguf:")
-# Settings a decoder reads: argmax and beam never look at the sampling ones.
-USED_SETTINGS = {"sample": ("temperature", "top_k", "top_p", "max_tokens")}
-DEFAULT_USED = ("max_tokens",)
 
 
 class SpecialistBackend:
@@ -41,6 +39,7 @@ class SpecialistBackend:
         self.specialist = specialist
         self.name = f"{specialist.name} ({getattr(base, 'name', 'model')})"
         self.system = specialist.system or ""
+        self.settings = dict(specialist.settings)  # read by Decoding.decoder_for
 
     def __getattr__(self, attribute: str) -> Any:  # only for what __init__ did not set
         if attribute == "base":
@@ -49,13 +48,13 @@ class SpecialistBackend:
 
 
 # Views live as long as the process, like their base backends: runtimes are keyed by id().
-_VIEWS: dict[tuple[int, str, str], SpecialistBackend] = {}
+_VIEWS: dict[tuple[int, str, str, tuple], SpecialistBackend] = {}
 _VIEWS_LOCK = threading.Lock()
 
 
 def specialist_backend(base: Any, specialist: Specialist) -> SpecialistBackend:
     """The process-wide view of ``base`` for ``specialist`` (one per name and prompt)."""
-    key = (id(base), specialist.name, specialist.system or "")
+    key = (id(base), specialist.name, specialist.system or "", specialist.settings)
     with _VIEWS_LOCK:
         view = _VIEWS.get(key)
         if view is None:
@@ -116,9 +115,9 @@ class ModelResolver:
         return load_backend(spec, adapter=adapter)
 
     def _load_specialist(self, specialist: Specialist) -> Any:
-        self._check_settings(specialist)
         base = self._base(specialist)
-        return specialist_backend(base, specialist) if specialist.system else base
+        return specialist_backend(base, specialist) if specialist.system or \
+            specialist.settings else base
 
     def _base(self, specialist: Specialist) -> Any:
         """The backend a specialist runs on: its model, else the run's default model (or,
@@ -137,20 +136,6 @@ class ModelResolver:
             raise LmqModelError(f"specialist '{specialist.name}' runs on '{model}', which "
                                 "is a specialist too", hint="name a model, alias or spec")
         return self._load(model, specialist.adapter)
-
-    def _check_settings(self, specialist: Specialist) -> None:
-        """A specialist's generation settings must hold for the run (see Specialist)."""
-        used = USED_SETTINGS.get(self.decoder.name, DEFAULT_USED)
-        differ = [(f"{key}={value!r}", f"{key}={getattr(self.decoder, key)!r}")
-                  for key, value in specialist.settings
-                  if key in used and getattr(self.decoder, key) != value]
-        if differ:
-            raise LmqModelError(
-                f"specialist '{specialist.name}' sets {', '.join(d[0] for d in differ)}, "
-                f"but this run's decoder has {', '.join(d[1] for d in differ)}",
-                hint="generation settings apply when the specialist is the run's model "
-                "(--model, model=, the program's from clause); an inline 'from' runs "
-                "under the run's decoder")
 
 
 def check_model_object(model: Any, what: str = "parameter 'model'") -> None:
