@@ -20,11 +20,11 @@ from functools import cached_property
 
 import numpy as np
 
-from lmq.runtime.fsm_lazy import DEAD, UNKNOWN, Key, LazyAutomaton
+from lmq.runtime.fsm_lazy import DEAD, UNKNOWN, Key, PairAutomaton
 from lmq.runtime.nfa import CompileBudget
 
 
-class ConcatAutomaton(LazyAutomaton):
+class ConcatAutomaton(PairAutomaton):
     """``L(a)·L(b)`` for automata ``a`` and ``b`` (lazy ones or ``ByteDfa``)."""
 
     def __init__(self, a, b, budget: CompileBudget) -> None:
@@ -41,11 +41,6 @@ class ConcatAutomaton(LazyAutomaton):
     def max_distance(self) -> int | None:  # type: ignore[override]
         a, b = self.a.max_distance, self.b.max_distance
         return a + b if a is not None and b is not None else None
-
-    def checkpoint(self) -> None:
-        super().checkpoint()
-        self.a.checkpoint()
-        self.b.checkpoint()
 
     def _expand(self, key):
         a, b = self.a, self.b

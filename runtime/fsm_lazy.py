@@ -297,7 +297,20 @@ class SubsetAutomaton(LazyAutomaton):
         return min((distances[s] for s in key if distances[s] >= 0), default=-1)
 
 
-class ProductAutomaton(LazyAutomaton):
+class PairAutomaton(LazyAutomaton):
+    """A lazy automaton built from two component automata ``a`` and ``b``: a checkpoint
+    of the pair is a checkpoint of both."""
+
+    a: Any
+    b: Any
+
+    def checkpoint(self) -> None:
+        super().checkpoint()
+        self.a.checkpoint()
+        self.b.checkpoint()
+
+
+class ProductAutomaton(PairAutomaton):
     """The product of automata ``a`` and ``b`` (lazy ones or :class:`ByteDfa`), accepting
     by ``op`` (``and``, ``or``, ``diff``: in ``a`` but not in ``b``). A key is the pair of
     component keys, DEAD where the product can no longer accept."""
@@ -312,11 +325,6 @@ class ProductAutomaton(LazyAutomaton):
     def max_distance(self) -> int | None:  # type: ignore[override]
         a, b = self.a.max_distance, self.b.max_distance
         return max(a, b) if self.op == "or" and a is not None and b is not None else None
-
-    def checkpoint(self) -> None:
-        super().checkpoint()
-        self.a.checkpoint()
-        self.b.checkpoint()
 
     def _expand(self, key):
         a, b = self.a, self.b
