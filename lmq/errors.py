@@ -145,3 +145,9 @@ def did_you_mean(name: str, candidates) -> str | None:
 
     match = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
     return f"did you mean '{match[0]}'?" if match else None
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, at most 300 characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

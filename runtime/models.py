@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmq.errors import LmqModelError, did_you_mean
+from lmq.errors import LmqModelError, did_you_mean, one_line
+from lmq.runtime.adapters import adapter_merger
 
 if TYPE_CHECKING:
     from lmq.runtime.backends.hf import TransformersBackend
@@ -236,71 +237,8 @@ def _load_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, SafetensorError) as error:
         raise LmqModelError(f"cannot load the model folder {folder}: "
-                            f"{_one_line(error)}") from None
+                            f"{one_line(error)}") from None
     return model.to(device).eval(), tokenizer
-
-
-def _one_line(error: BaseException) -> str:
-    """The error's message on one line, at most 300 characters."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
-
-
-def _adapter_merger(adapter: str) -> Callable[[Any], Any]:
-    """Checks the PEFT adapter folder ``adapter`` (before any model loads) and returns the
-    function merging it into a model's weights, so the backend sees a plain model.
-
-    The folder must hold ``adapter_config.json`` (a JSON object naming its ``peft_type``)
-    and the weights (``adapter_model.safetensors`` or ``.bin``); it is always read locally,
-    never looked up on the Hub. Anything wrong with it is an :class:`LmqModelError`."""
-    folder = Path(adapter).expanduser()
-    if not folder.is_dir():
-        raise LmqModelError(f"adapter folder '{folder}' not found"
-                            if not folder.exists() else
-                            f"the adapter '{folder}' is not a folder",
-                            hint="an adapter is a PEFT adapter folder (save_pretrained); "
-                            "a relative path in lmq.toml is relative to that file")
-    config_file = folder / "adapter_config.json"
-    if not config_file.is_file():
-        raise LmqModelError(f"'{folder}' is not a PEFT adapter folder "
-                            "(no adapter_config.json)")
-    try:
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise LmqModelError(f"cannot read {config_file}: {_one_line(error)}") from None
-    if not isinstance(config, dict) or "peft_type" not in config:
-        raise LmqModelError(f"{config_file} is not a PEFT adapter configuration "
-                            "(no peft_type)")
-    if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
-        raise LmqModelError(f"the adapter folder '{folder}' has no weights "
-                            f"({' or '.join(ADAPTER_WEIGHTS)})")
-    try:
-        from peft import PeftModel
-    except ImportError:
-        raise LmqModelError(f"the adapter {folder} needs the peft package",
-                            hint="install it with: pip install peft") from None
-
-    def merge(model: Any) -> Any:
-        import warnings
-
-        from safetensors import SafetensorError
-
-        try:
-            with warnings.catch_warnings():  # transformers' deprecation noise, seen via peft
-                warnings.filterwarnings("ignore", category=FutureWarning,
-                                        message=".*gradient_checkpointing")
-                # a str: peft takes only a str as a local folder (a Path is a repo id error)
-                peft_model = PeftModel.from_pretrained(model, str(folder))
-                return peft_model.merge_and_unload().eval()
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError,
-                SafetensorError) as error:  # a config or weights not matching the model
-            raise LmqModelError(f"cannot apply the adapter {folder}: "
-                                f"{_one_line(error)}") from None
-
-    return merge
 
 
 def _load_cached(gguf: Callable[[], Path], folder: Path, label: str, device: str,
@@ -383,8 +321,8 @@ _BACKENDS_LOCK = threading.Lock()
 def load_backend(spec: str, device: str | None = None, dtype: str | None = None,
                  adapter: str | None = None) -> TransformersBackend:
     """The process-wide backend for ``(spec, adapter, device, dtype)``, loaded on first use;
-    ``adapter`` is a PEFT adapter folder merged into a fresh copy of the model (named
-    ``SPEC+FOLDER`` in traces).
+    ``adapter`` is a PEFT adapter folder (:mod:`lmq.runtime.adapters`) merged into a fresh
+    copy of the model (named ``SPEC+FOLDER`` in traces).
 
     ``device`` defaults to ``cuda`` when available, else ``cpu``; ``dtype`` to ``float32`` on
     CPU and ``bfloat16`` on CUDA."""
@@ -396,7 +334,7 @@ def load_backend(spec: str, device: str | None = None, dtype: str | None = None,
     with _BACKENDS_LOCK:
         backend = _BACKENDS.get(key)
         if backend is None:
-            merge = _adapter_merger(adapter) if adapter is not None else None
+            merge = adapter_merger(adapter) if adapter is not None else None
             model, tokenizer = load_model(spec, device, dtype)
             name = spec
             if merge is not None:

@@ -1,19 +1,9 @@
 """TransformersBackend: the :class:`~lmq.runtime.backends.base.Backend` protocol on a
 ``transformers`` causal LM, with one KV cache kept for the whole program.
 
-Cache layout (one :class:`_SlotCache`, built once):
-
-* Per layer, keys and values ``[S_cap, H_kv, T_cap, D]``. A row lives in one *slot* (batch
-  index); all slots share one column axis. Columns ``< t`` are in use, columns ``>= t`` are free.
-* ``valid [S_cap, T_cap]`` (bool): column ``c`` of slot ``s`` holds one of the row's tokens.
-  A forward appends ``L = max(len(feed))`` columns to every slot; short rows are right-padded and
-  unfed rows get nothing written. Padding, unfed and rolled-back columns stay masked out until a
-  compaction moves every row's valid columns to the front.
-* Keys already carry their rotary position, so a row's tokens may sit at any columns; the model
-  sees each row's own positions through ``position_ids`` and the per-row validity through a 2D
-  attention mask, from which transformers builds the causal mask (column order = time order).
-* Storage is zero-initialised and only ever holds finite values: attention multiplies masked
-  weights (exactly 0) by values, and ``0 * nan`` would poison a row.
+The cache is one :class:`~lmq.runtime.backends.slot_cache.SlotCache` (its module docstring
+gives the layout): a row lives in one slot, all slots share one column axis, and ``_valid``
+marks which columns of each slot hold the row's tokens.
 
 Costs (measured on SmolLM2-135M, 2 CPU cores): a forward over fed rows that occupy a contiguous
 slot range reads the storage through views (no copy); other subsets gather their slots first
@@ -37,73 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers.cache_utils import Cache, DynamicLayer
 
 from lmq.runtime.backends.base import BackendStats
+from lmq.runtime.backends.slot_cache import SlotCache, as_index
 
 # Chat end-of-turn markers of common templates; one counts as EOS when the model's chat template
 # mentions it and the tokenizer has it as a single token.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>",
                 "<|end_of_text|>", "</s>")
-
-
-class _SlotCache(Cache):
-    """A transformers ``Cache`` over slot storage; see the module docstring for the layout.
-
-    Before each model call the backend sets ``select`` (a slice or a LongTensor of slots: the
-    batch of this call, in order) and ``t0`` (the first column written). ``update`` writes the new
-    keys/values at columns ``t0 .. t0+L-1`` of the selected slots and returns columns ``:t0+L``.
-    The ``layers`` of the base class are placeholders that answer its layer-type questions.
-    """
-
-    def __init__(self, num_layers: int, slots: int, columns: int) -> None:
-        super().__init__(layers=[DynamicLayer() for _ in range(num_layers)])
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.cap_slots = slots
-        self.cap_columns = columns
-        self.select: slice | torch.Tensor = slice(0, 0)
-        self.t0 = 0
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
-               *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        keys, values = self.keys[layer_idx], self.values[layer_idx]
-        if keys is None or values is None:  # shapes and dtype are known at the first call
-            heads, dim = key_states.shape[1], key_states.shape[3]
-            keys = key_states.new_zeros((self.cap_slots, heads, self.cap_columns, dim))
-            values = value_states.new_zeros((self.cap_slots, value_states.shape[1],
-                                             self.cap_columns, value_states.shape[3]))
-            self.keys[layer_idx], self.values[layer_idx] = keys, values
-        end = self.t0 + key_states.shape[2]
-        keys[self.select, :, self.t0:end] = key_states
-        values[self.select, :, self.t0:end] = value_states
-        return keys[self.select, :, :end], values[self.select, :, :end]
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.t0
-
-    def get_mask_sizes(self, query_length: int, layer_idx: int = 0) -> tuple[int, int]:
-        return self.t0 + query_length, 0
-
-    def get_query_offset(self, layer_idx: int = 0) -> int:
-        return self.t0
-
-    def get_max_length(self, layer_idx: int | None = None) -> int:
-        return -1
-
-    def storages(self) -> list[torch.Tensor]:
-        """Every allocated key and value tensor."""
-        return [t for t in self.keys + self.values if t is not None]
-
-    def resize(self, slots: int, columns: int) -> None:
-        """Grow capacity, keeping contents (new space is zero)."""
-        for store in (self.keys, self.values):
-            for i, old in enumerate(store):
-                if old is not None:
-                    new = old.new_zeros((slots, old.shape[1], columns, old.shape[3]))
-                    new[: old.shape[0], :, : old.shape[2]] = old
-                    store[i] = new
-        self.cap_slots, self.cap_columns = slots, columns
 
 
 @dataclass
@@ -147,7 +78,7 @@ class TransformersBackend:
         self._free = list(range(slots))
         self._t = 0
         self._torch_device = model.device
-        self._cache = _SlotCache(config.num_hidden_layers, slots, columns)
+        self._cache = SlotCache(config.num_hidden_layers, slots, columns)
         with torch.inference_mode():
             self._valid = torch.zeros((slots, columns), dtype=torch.bool, device=model.device)
         params = inspect.signature(model.forward).parameters
@@ -244,7 +175,7 @@ class TransformersBackend:
             ids[i, : len(seq)] = seq
             positions[i] = len(rec.tokens) + np.arange(width)
         slots = [rec.slot for rec in recs]
-        select = _as_index(slots, self._torch_device)
+        select = as_index(slots, self._torch_device)
         self._valid[select, t : t + width] = torch.from_numpy(new_valid).to(self._torch_device)
         mask = self._valid[select, : t + width]
         self._cache.select, self._cache.t0 = select, t
@@ -391,8 +322,8 @@ class TransformersBackend:
         return [heapq.heappop(self._free) for _ in range(n)]
 
     def _copy_slots(self, sources: list[int], targets: list[int]) -> None:
-        src = _as_index(sources, self._torch_device)
-        dst = _as_index(targets, self._torch_device)
+        src = as_index(sources, self._torch_device)
+        dst = as_index(targets, self._torch_device)
         t = self._t
         for storage in self._cache.storages():
             storage[dst, :, :t] = storage[src, :, :t]
@@ -437,14 +368,6 @@ class TransformersBackend:
                 if not 0 <= token < self.vocab_size:
                     raise ValueError(f"token id {token} outside the vocabulary "
                                      f"(0..{self.vocab_size - 1})")
-
-
-def _as_index(slots: list[int], device: torch.device) -> slice | torch.Tensor:
-    """A slice when the slots are consecutive (views, no copy), else an index tensor."""
-    first = slots[0]
-    if slots == list(range(first, first + len(slots))):
-        return slice(first, first + len(slots))
-    return torch.tensor(slots, dtype=torch.long, device=device)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -25,7 +25,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from lmq.errors import LmqModelError  # noqa: E402
-from lmq.runtime.models import _adapter_merger, build_tiny_random, load_backend  # noqa: E402
+from lmq.runtime.adapters import adapter_merger as _adapter_merger  # noqa: E402
+from lmq.runtime.models import build_tiny_random, load_backend  # noqa: E402
 
 PROMPT_IDS = [1, 504, 2593, 314, 3158, 28, 1048]
 PROGRAM = '"Question: what is the capital of France?\\nAnswer:[A]" where len(TOKENS(A)) == 4'

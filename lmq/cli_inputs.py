@@ -1,0 +1,144 @@
+"""``lmq run --inputs``: one program instance per JSONL line, decoded ``--batch-size`` at a
+time in lockstep, one result (or error) line written per input line, in input order."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from lmq.cli import UsageError, write_trace
+from lmq.errors import LmqError
+
+log = logging.getLogger("lmq")
+
+
+def read_inputs(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """``(line number, parameters or the reason the line is bad)`` for each non-blank
+    line; a UTF-8 BOM and CRLF line ends are accepted."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            yield number, (f"line {number} is not valid UTF-8 ({error.reason} at byte "
+                           f"{error.start + 1})")
+            continue
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            yield number, (f"line {number} is not valid JSON: {error.msg} (column "
+                           f"{error.colno})")
+            continue
+        except (ValueError, RecursionError) as error:  # huge integers, deep nesting
+            reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
+            yield number, f"line {number} is not usable JSON: {reason}"
+            continue
+        if not isinstance(value, dict):
+            yield number, f"line {number} is not a JSON object of parameters"
+            continue
+        yield number, value
+
+
+def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> int:
+    """One instance per input line, ``--batch-size`` at a time in lockstep; each answer
+    line is written (and flushed) in input order as soon as its batch is done."""
+    from lmq.config import default_batch_size
+
+    size = args.batch_size or default_batch_size()
+    lines = list(read_inputs(args.inputs))
+    failed = 0
+    trace: list[dict[str, Any]] = []
+    stats: dict[str, Any] = {}
+    with contextlib.ExitStack() as stack:
+        out: IO[str] = sys.stdout
+        if args.output:
+            try:
+                out = stack.enter_context(open(args.output, "w", encoding="utf-8",
+                                               newline="\n", errors="backslashreplace"))
+            except OSError as error:
+                raise UsageError(f"cannot write {args.output}: {error}") from None
+        progress = _progress(len(lines))
+        if progress is not None:
+            stack.callback(progress.close)
+        for start in range(0, len(lines), size):
+            chunk = lines[start:start + size]
+            answers = _run_chunk(q, chunk, defaults, args.seed, stats, trace)
+            for number, params in chunk:
+                record, ok = _record(number, answers.get(number, params))
+                if not ok:
+                    failed += 1
+                    log.info("line %d failed: %s", number, record["error"].splitlines()[0])
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.flush()  # a Ctrl-C later keeps every line written so far
+            if progress is not None:
+                progress.update(len(chunk))
+    if args.trace:
+        write_trace(args.trace, trace, stats)
+    log.info("%d line(s), %d failed; %s forward passes", len(lines), failed,
+             stats.get("forward_passes", 0))
+    return 1 if failed else 0
+
+
+def _run_chunk(q: Any, chunk: list[tuple[int, Any]], defaults: dict[str, Any],
+               seed: int | None, stats: dict[str, Any],
+               trace: list[dict[str, Any]]) -> dict[int, Any]:
+    """Run the good lines of ``chunk`` in one lockstep batch: line number -> answer (a
+    Result, a list of them, or the line's error)."""
+    answers: dict[int, Any] = {}
+    todo: list[tuple[int, dict[str, Any]]] = []
+    for number, params in chunk:
+        if not isinstance(params, dict):
+            continue  # a bad line: its reason is its answer
+        try:
+            todo.append((number, q.bind((), {**defaults, **params})))
+        except LmqError as error:
+            answers[number] = error
+    if todo:
+        part: dict[str, Any] = {}
+        done = q._execute([p for _, p in todo], fail_fast=False, seed=seed, stats=part,
+                          trace=trace)
+        answers.update((number, answer) for (number, _), answer in zip(todo, done))
+        _merge(stats, part)
+    return answers
+
+
+def _record(number: int, answer: Any) -> tuple[dict[str, Any], bool]:
+    if isinstance(answer, str):
+        return {"line": number, "error": answer}, False
+    if isinstance(answer, BaseException):
+        return {"line": number, "error": str(answer)}, False
+    if isinstance(answer, list):
+        return {"line": number, "result": [r.to_dict(trace=False) for r in answer]}, True
+    return {"line": number, "result": answer.to_dict(trace=False)}, True
+
+
+def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
+    for key, value in part.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+        else:
+            total[key] = value
+
+
+def _progress(total: int) -> Any:
+    """A tqdm bar on stderr when it is a terminal (and tqdm is installed), else None."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="line", file=sys.stderr, dynamic_ncols=True)
