@@ -117,12 +117,14 @@ ANY = AnyString()
 # other escapes, a class opening (with a literal "]" right after it), a "(?" group opening,
 # a {m,n} quantifier, or one character.
 _TOKEN = re.compile(r"""\\u(?P<u>[0-9a-fA-F]{4}) | \\U(?P<U>[0-9a-fA-F]{8}) | \\N\{(?P<N>[^}]*)\}
-    | \\[0-7]{3} | \\. | \[\^?\]? | \(\?(?:[=!>(]|<[=!]|P=)? | \{\d*(?:,\d*)?\} | .""", re.DOTALL | re.VERBOSE)
+    | \\[0-7]{3} | \\. | \[\^?\]? | \(\?(?:[=!>(]|<[=!]|P=)? | \{\d*(?:,\d*)?\} | .""",
+    re.DOTALL | re.VERBOSE)
 _UNSUPPORTED = {
     "(?=": "lookahead", "(?!": "lookahead", "(?<=": "lookbehind", "(?<!": "lookbehind",
     "(?P=": "backreference", "(?(": "conditional group", "(?>": "atomic group",
     "[]": "']' first in a character class (write '\\]')", "[^]": "']' first in a character class",
-    **{f"\\{c}": f"anchor \\{c}" for c in "bBAZ"}, **{f"\\{d}": "backreference" for d in "123456789"},
+    **{f"\\{c}": f"anchor \\{c}" for c in "bBAZ"},
+    **{f"\\{d}": "backreference" for d in "123456789"},
 }
 
 

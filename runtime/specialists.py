@@ -7,10 +7,11 @@ specialist with it, so inline candidates (not in the configuration) resolve too.
 
 A specialist with a system prompt or generation settings decodes on a
 :class:`SpecialistBackend`: a view of its model's backend with its own name, system prompt
-and settings (the decoding loop applies them to the holes the view decodes). The view shares the model's weights
-and row storage, but the decoding loop keys contexts and runtimes by backend, so each
-specialist keeps its own rows (its system prompt is part of what they hold) and its own
-runtime (its model's token index again, from the disk cache, and its own guides).
+and settings (the decoding loop applies them to the holes the view decodes). The view
+shares the model's weights and row storage, but the decoding loop keys contexts and
+runtimes by backend, so each specialist keeps its own rows (its system prompt is part of
+what they hold) and its own runtime (its model's token index again, from the disk cache,
+and its own guides).
 Different models, with different tokenizers or not, each keep their own cache and index.
 """
 

@@ -14,9 +14,9 @@ from lmq.limits import Limits
 from lmq.runtime.interpreter import ProgramState
 
 
-def state_of(source: str, params=None, tools=None, limits=Limits(), output=None):
+def state_of(source: str, params=None, tools=None, limits=None, output=None):
     checked = compile_source(source)
-    return ProgramState(checked.program, params or {}, tools or {}, limits, output)
+    return ProgramState(checked.program, params or {}, tools or {}, limits or Limits(), output)
 
 
 def drive(state: ProgramState, answers: dict[str, list[str]] | None = None) -> ProgramState:
