@@ -14,6 +14,7 @@ import copy
 
 import torch
 
+from lmq.runtime.choosing import masked
 from lmq.runtime.decoding import Decoding, Row
 
 
@@ -63,7 +64,7 @@ def _proposals(decoding: Decoding, row: Row, logits: torch.Tensor,
     assert row.hole is not None or row.request is not None
     if row.hole is None:  # a distribution: deterministic, one proposal
         return [(-1, 0.0)]
-    scores = decoding.masked(row.hole, logits)
+    scores = masked(row.hole, logits)
     logprobs = scores - torch.logsumexp(logits, dim=-1)
     top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
     return [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +19,13 @@ from typing import Any
 
 import torch
 
-from lmq.constraints import Predicate
 from lmq.decoders import DecoderSpec
-from lmq.errors import LmqConstraintError, LmqError, LmqModelError
+from lmq.errors import LmqError, LmqModelError
 from lmq.runtime.choosing import greedy_batch, masked, pick_token
 from lmq.runtime.companions import Ensemble, Plan, ensemble_plan, review, text_before
 from lmq.runtime.context import Counters, RowContext
 from lmq.runtime.engine import RUNTIMES, ModelRuntime
-from lmq.runtime.healing import heal
+from lmq.runtime.hole_constraint import check_predicates, forced, open_hole, weigh
 from lmq.runtime.holes import HoleRun
 from lmq.runtime.interpreter import HoleRequest, ProgramState
 from lmq.runtime.prefer import PREFER_MODES, prefer_plan
@@ -203,7 +201,8 @@ class Decoding:
             if row.plan is not None:
                 self._sync_companions(row)
                 row.plan.start_score = row.score
-            row.hole = self._new_hole(row, request, context)
+            row.hole = open_hole(request, context, row.runtime, self.decoder_for(row).max_tokens,
+                                 row.plan is None, row.state.program.source)
             if row.hole.ending is None and self.force_tokens:
                 self.force(row)
             if row.hole.ending is None:
@@ -240,31 +239,6 @@ class Decoding:
             row.contexts[key] = RowContext(runtime.backend, handle, runtime.chat, max_len,
                                            row.counters)
         return row.contexts[key]
-
-    def _new_hole(self, row: Row, request: HoleRequest, context: RowContext) -> HoleRun:
-        runtime = row.runtime
-        assert runtime is not None
-        spec = request.spec
-        budget = min(self.decoder_for(row).max_tokens, context.max_len - context.length)
-        if spec.max_tokens is not None:
-            budget = min(budget, spec.max_tokens)
-        budget = max(budget, 0)  # `len(TOKENS(X)) < 0`, a prompt already past max_len
-        healed = ""
-        try:
-            if budget and row.plan is None:  # token healing (lmq.runtime.healing)
-                healed = heal(context, runtime, spec, budget)
-            guide = runtime.guide(spec.generation(healed))
-        except LmqError as error:  # a schema or pattern known only now: name the hole
-            if error.span is None:
-                error.span = request.hole.span
-            raise error.with_source(row.state.program.source) from None
-        hole = HoleRun(spec, guide, runtime.text_bytes, runtime.eos_ids, budget,
-                       request.hole.span, prefix=healed.encode())
-        if hole.exhausted() or budget == 0:
-            if not hole.can_end():
-                hole.fail("no token can start the value")
-            hole.end_of_sequence()
-        return hole
 
     def choose(self, row: Row, logits: torch.Tensor,
                pick: tuple[int, float] | None = None) -> None:
@@ -321,35 +295,15 @@ class Decoding:
             self.finish(row)
 
     def force(self, row: Row) -> None:
-        """Append the tokens the constraint leaves no choice about, without sampling: they
-        ride along in the next forward pass. The forced text is tokenized canonically; its
-        last token is held back unless the value is complete, since it could merge with
-        what follows. Forced tokens get log-probability 0 (probability 1 under the mask)."""
+        """Append the tokens the constraint leaves no choice about, without sampling
+        (:func:`~lmq.runtime.hole_constraint.forced`): they ride along in the next forward
+        pass."""
         hole, runtime = row.hole, row.runtime
         assert hole is not None and runtime is not None
-        data, complete = hole.forced_bytes()
-        text = data.decode("utf-8", errors="ignore")
-        if not text:
-            return
-        ids = runtime.backend.encode(text)[:hole.budget - len(hole.tokens)]
-        for i, token in enumerate(ids):
-            if hole.ending is not None or not hole.guide.mask(hole.state)[token]:
-                return
-            last = i == len(ids) - 1
-            if last and not (complete and text.encode() == data) and \
-                    _may_merge(hole, token, runtime.text_bytes):
-                return
-            hole.push(token, 0.0)
-            for context in row.hole_contexts():
-                context.push_generated(token)
-            row.counters.generated_tokens += 1
-            row.counters.forced_tokens += 1
+        for token in forced(hole, runtime, row.hole_contexts(), row.counters):
             self.forced_since_call += 1
             self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
                        token=token, logprob=0.0)
-
-    def masked(self, hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
-        return masked(hole, logits)
 
     def pick(self, hole: HoleRun, logits: torch.Tensor, rng: torch.Generator | None,
              decoder: DecoderSpec) -> tuple[int, float]:
@@ -381,7 +335,7 @@ class Decoding:
         for companion in contexts[1:]:
             companion.close_hole(ending.keep, extra)
         text = ending.value.decode("utf-8", errors="replace")
-        _check_predicates(hole.spec.predicates, text, row)
+        check_predicates(hole, text)
         row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
                        logprobs=hole.logprobs[:ending.keep])
         if row.plan is not None and row.plan.decisions:
@@ -407,7 +361,8 @@ class Decoding:
             return True
         row.score = row.plan.start_score = plan.start_score
         row.context.sync(row.plan.segments(row.state.context), row.state.role)
-        row.hole = self._new_hole(row, request, row.context)
+        row.hole = open_hole(request, row.context, row.runtime, self.decoder_for(row).max_tokens,
+                             row.plan is None, row.state.program.source)
         if row.hole.ending is None and self.force_tokens:
             self.force(row)
         if row.hole.ending is not None:
@@ -422,16 +377,11 @@ class Decoding:
         scores = runtime.backend.score(row.context.handle, sequences, first_logits=logits)
         self.forward_passes += 1
         row.counters.forward_passes += 1
-        totals = [sum(lps) for lps in scores]
-        top = max(totals)
-        weights = [math.exp(t - top) for t in totals]
-        norm = sum(weights)
-        probabilities = {value: w / norm for value, w in zip(values, weights)}
-        best = max(range(len(values)), key=lambda i: totals[i])
+        probabilities, best = weigh(values, scores)
         assert row.request is not None
         row.state.distribution[row.request.hole.name] = probabilities
         row.state.fill(values[best], logprobs=list(scores[best]))
-        row.score += totals[best]
+        row.score += sum(scores[best])
         self.advance(row)
 
     def _emit(self, row: Row, kind: str, **data: Any) -> None:
@@ -446,27 +396,3 @@ class Decoding:
             context.backend.release([context.handle])
         row.contexts.clear()
         row.companions.clear()
-
-
-
-def _check_predicates(predicates: Sequence[Predicate], text: str, row: Row) -> None:
-    for predicate in predicates:
-        try:
-            ok = predicate.function(text, *predicate.args)
-        except Exception as error:  # noqa: BLE001 - a host predicate may raise anything
-            raise LmqConstraintError(f"predicate '{predicate.name}' raised "
-                                     f"{type(error).__name__}: {error}") from None
-        if not ok:
-            assert row.request is not None
-            raise LmqConstraintError(f"hole '{row.request.hole.name}' value {text!r} fails "
-                                     f"predicate '{predicate.name}'", row.request.hole.span)
-
-
-def _may_merge(hole: HoleRun, token: int, text_bytes: list[bytes]) -> bool:
-    """Could an allowed longer token start with ``token``'s bytes (so that forcing
-    ``token`` would cut the canonical tokenization of what follows)?"""
-    allowed = hole.guide.allowed(hole.state)
-    if len(allowed) > 4096:
-        return True
-    own = text_bytes[token]
-    return any(t != token and text_bytes[t].startswith(own) for t in allowed.tolist())

@@ -1,8 +1,9 @@
 """Evaluation of lmq expressions inside the sandbox.
 
 Expressions never contain holes, so evaluating one never needs the model: the interpreter
-calls :meth:`Evaluator.evaluate` synchronously. Every name, attribute and call goes through
-:mod:`lmq.runtime.sandbox`; every value that can grow is size-checked.
+calls :meth:`Evaluator.evaluate` synchronously. Every name and attribute goes through
+:mod:`lmq.runtime.sandbox`, every call, operator, comparison and iteration through
+:mod:`lmq.runtime.operations`; every value that can grow is size-checked.
 
 Memory (``limits.memory``): each sizeable value an operation creates is charged to the
 evaluator; once the charges since the last measurement pass a quarter of the bound, the
@@ -14,7 +15,6 @@ item of a list) are not charged: a fresh value is one nothing else refers to yet
 
 from __future__ import annotations
 
-import builtins
 import operator
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -23,25 +23,13 @@ from typing import Any
 from lmq import ir
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
-from lmq.runtime import sandbox, sizes
+from lmq.runtime import operations, sandbox, sizes
 
-BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-    "//": operator.floordiv, "%": operator.mod, "**": operator.pow, "@": operator.matmul,
-    "&": operator.and_, "|": operator.or_, "^": operator.xor, "<<": operator.lshift,
-    ">>": operator.rshift,
-}
 UNARY: dict[str, Callable[[Any], Any]] = {
     "-": operator.neg, "+": operator.pos, "not": operator.not_, "~": operator.invert,
 }
-COMPARE: dict[str, Callable[[Any, Any], Any]] = {
-    "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
-    ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
-    "not in": lambda a, b: a not in b, "is": operator.is_, "is not": operator.is_not,
-}
 _UNDEFINED = object()
 _CHARGE_FLOOR = 4096  # values smaller than this are not charged one by one
-_BUILTIN_NAMES = {id(getattr(builtins, name)): name for name in sandbox.ALLOWED_BUILTIN_NAMES}
 
 
 def _sizeable(value: Any) -> bool:
@@ -125,7 +113,7 @@ class Evaluator:
 
     def is_callable(self, function: Any) -> bool:
         """Whether a program may call ``function`` (directly, as ``key=``, as a predicate)."""
-        return id(function) in self.callables or sandbox.is_basic_method(function)
+        return operations.is_callable(function, self.callables)
 
     # ------------------------------------------------------------ memory
 
@@ -220,8 +208,7 @@ class Evaluator:
 
     def binary(self, op: str, left: Any, right: Any) -> Any:
         """``left op right`` with the limits checked before and after."""
-        self._precheck_binop(op, left, right)
-        return sizes.check_size(BINARY[op](left, right), self.limits)
+        return operations.binary(op, left, right, self.limits, self.collisions)
 
     def augment(self, op: str, left: Any, right: Any, node: ir.Node) -> Any:
         """``left op= right`` for an augmented assignment statement: a failure is an
@@ -234,21 +221,6 @@ class Evaluator:
             raise
         except Exception as error:  # noqa: BLE001 - as in evaluate
             raise LmqRuntimeError(f"{type(error).__name__}: {error}", node.span) from None
-
-    def _precheck_binop(self, op: str, left: Any, right: Any) -> None:
-        """Refuse operations whose result would blow past the limits before computing it."""
-        limits = self.limits
-        if op == "*":
-            sizes.check_repeat(left, right, limits)
-            sizes.check_repeat(right, left, limits)
-        elif op in ("**", "<<"):
-            sizes.check_int_result(op, left, right, limits)
-        elif op == "%":
-            sizes.check_percent(left, right, limits)
-        elif op in ("|", "&", "^", "-") and isinstance(left, (set, frozenset, dict)) \
-                and isinstance(right, (set, frozenset, dict, *sizes.DICT_VIEWS)):
-            self.collisions.note(left)
-            self.collisions.note(right)
 
     def _unary(self, expr: ir.UnaryOp, scope: Scope) -> Any:
         return UNARY[expr.op](self.evaluate(expr.operand, scope))
@@ -268,32 +240,12 @@ class Evaluator:
             for op, right_expr in zip(expr.ops, expr.comparators):
                 right = self.evaluate(right_expr, scope)
                 left = values[-1]
-                self._precheck_compare(op, left, right)
-                if not COMPARE[op](left, right):
+                if not operations.compare(op, left, right, self.limits):
                     return False
                 values.append(right)
         finally:
             self._release(values)
         return True
-
-    def _precheck_compare(self, op: str, left: Any, right: Any) -> None:
-        """Comparing containers walks them: bound the walk before Python does it."""
-        if op in ("is", "is not"):
-            return
-        limits = self.limits
-        if op in ("in", "not in"):
-            if isinstance(right, (list, tuple)):
-                if isinstance(left, sizes.TEXT_TYPES):
-                    _check_search(left, right, limits)
-                elif isinstance(left, sizes.CONTAINERS):
-                    sizes.check_extent(right, limits, "the searched value", work=True)
-            sizes.check_extent(left, limits, "the compared value", work=True)
-        elif isinstance(left, sizes.CONTAINERS) and isinstance(right, sizes.CONTAINERS):
-            if op in ("==", "!=") and type(left) is type(right) and \
-                    not isinstance(left, tuple) and len(left) != len(right):
-                return  # Python answers from the lengths
-            sizes.check_extent(left, limits, "the compared value", work=True)
-            sizes.check_extent(right, limits, "the compared value", work=True)
 
     def _call(self, expr: ir.Call, scope: Scope) -> Any:
         exprs = (expr.func, *expr.args, *(kw.value for kw in expr.keywords)) \
@@ -302,74 +254,8 @@ class Evaluator:
         function, args = parts[0], tuple(parts[1:1 + len(expr.args)])
         kwargs = {kw.name: value for kw, value in zip(expr.keywords,
                                                        parts[1 + len(expr.args):])}
-        return self.charge(self.call(function, args, kwargs, expr))
-
-    def call(self, function: Any, args: tuple, kwargs: dict, expr: ir.Call) -> Any:
-        """Call ``function`` if the sandbox allows it; errors name the callee."""
-        limits = self.limits
-        is_method = sandbox.is_basic_method(function)
-        if not is_method and id(function) not in self.callables:
-            raise LmqSandboxError(f"{_describe(expr.func)} is not callable in lmq programs "
-                                  "(only builtins, imported stdlib names, tools and methods "
-                                  "of basic values are)", expr.span)
-        builtin = _BUILTIN_NAMES.get(id(function))
-        if is_method:
-            sandbox.precheck_method(function, args, kwargs, limits)
-            args = self._note_method_keys(function, args)
-            sandbox.check_key_function(function, kwargs, self.is_callable)
-        elif builtin is not None:
-            if builtin in ("str", "repr") and len(args) == 1 and not kwargs:
-                return sizes.to_text(args[0], limits, f"the argument of {builtin}()",
-                                       as_repr=builtin == "repr")
-            if builtin in ("set", "dict") and args and not isinstance(
-                    args[0], (list, tuple, dict, set, frozenset, str)):
-                args = (list(self.iterate(args[0], expr)), *args[1:])  # look before
-            sandbox.precheck_builtin(builtin, args, kwargs, limits)
-            if builtin in ("set", "dict") and args:
-                self.collisions.note(sizes.keys_of(args[0], builtin == "dict"))
-            sandbox.check_key_function(function, kwargs, self.is_callable)
-        try:
-            result = function(*args, **kwargs)
-        except LmqError:
-            raise
-        except RecursionError:
-            raise LmqRuntimeError(f"{_describe(expr.func)} recursed too deeply",
-                                  expr.span) from None
-        except MemoryError:
-            raise LmqLimitError(f"the host ran out of memory in {_describe(expr.func)} "
-                                "(lower limits.memory or the size limits)", expr.span) from None
-        except Exception as error:  # a host tool may raise anything: report it, keep going
-            if is_method or _is_builtin(function):
-                raise LmqRuntimeError(f"{type(error).__name__}: {error}", expr.span) from None
-            raise LmqRuntimeError(f"tool {_describe(expr.func)} raised "
-                                  f"{type(error).__name__}: {error}", expr.span) from None
-        if is_method:
-            sandbox.check_grown(function, limits)
-        return sizes.check_size(result, limits, f"result of {_describe(expr.func)}")
-
-    def _note_method_keys(self, function: Any, args: tuple) -> tuple:
-        """Keys a set or dict method is about to hash into its owner (see
-        :class:`~lmq.runtime.sizes.Collisions`); lazy arguments are made lists first."""
-        owner, name = function.__self__, function.__name__
-        if isinstance(owner, (set, frozenset)) and name in (
-                "add", "update", "union", "intersection", "difference",
-                "symmetric_difference", "intersection_update", "difference_update",
-                "symmetric_difference_update"):
-            if name == "add":
-                self.collisions.note(args[:1])
-                return args
-            args = tuple(a if isinstance(a, (list, tuple, dict, set, frozenset, str))
-                         else list(self.iterate(a, ir.Const(None))) for a in args)
-            for arg in args:
-                self.collisions.note(sizes.keys_of(arg))
-        elif isinstance(owner, dict) and name in ("setdefault", "update"):
-            if name == "setdefault":
-                self.collisions.note(args[:1])
-            elif args:
-                if not isinstance(args[0], (list, tuple, dict)):
-                    args = (list(self.iterate(args[0], ir.Const(None))), *args[1:])
-                self.collisions.note(sizes.keys_of(args[0], as_pairs=True))
-        return args
+        return self.charge(operations.call(function, args, kwargs, expr, self.limits,
+                                           self.callables, self.collisions))
 
     def _attribute(self, expr: ir.Attribute, scope: Scope) -> Any:
         return sandbox.get_attribute(self.evaluate(expr.value, scope), expr.attr)
@@ -448,10 +334,7 @@ class Evaluator:
     # ------------------------------------------------------------ helpers
 
     def iterate(self, value: Any, expr: ir.Node) -> Iterator[Any]:
-        if not isinstance(value, sandbox.ITERABLES) \
-                or isinstance(value, (int, float, bool, type(None))):
-            raise LmqRuntimeError(f"cannot iterate over a {type(value).__name__}", expr.span)
-        return iter(value)
+        return operations.iterate(value, expr)
 
     def assign(self, target: ir.Target, value: Any, scope: Scope) -> None:
         """Bind ``value`` to ``target``; a failure is an LmqError at the target."""
@@ -489,28 +372,3 @@ class Evaluator:
             sizes.check_size(container, self.limits, "the assigned-to container")
         else:
             raise LmqSandboxError("this assignment target is not allowed", target.span)
-
-
-def _check_search(needle: Any, items: list[Any] | tuple[Any, ...], limits: Limits) -> None:
-    """``text in items``: each item of the same length is compared character by
-    character; bound the characters compared."""
-    if len(needle) * len(items) <= 10 * limits.string_size:
-        return
-    same = sum(1 for item in items if isinstance(item, sizes.TEXT_TYPES)
-               and len(item) == len(needle))
-    if len(needle) * same > 10 * limits.string_size:
-        raise LmqLimitError(f"searching the list would compare {len(needle) * same:,} "
-                            f"characters (more than 10 x limits.string_size)")
-
-
-def _describe(func: ir.Expr) -> str:
-    if isinstance(func, ir.Name):
-        return f"'{func.id}'"
-    if isinstance(func, ir.Attribute):
-        return f"'.{func.attr}'"
-    return "this expression"
-
-
-def _is_builtin(function: Any) -> bool:
-    return (getattr(function, "__module__", None) == "builtins" or isinstance(function, type)
-            or getattr(function, "lmq_builtin", False))
