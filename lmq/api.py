@@ -176,7 +176,7 @@ class Query:
         def listen(event: dict[str, Any]) -> None:
             if stop.is_set():
                 raise _StreamClosed
-            if event["event"] != "done":  # one instance only: the result event says it
+            if event["event"] not in ("done", "failed"):  # the result event says it
                 events.put(event)
 
         def work() -> None:
@@ -236,7 +236,8 @@ class Query:
     def _execute(self, inputs: list[Mapping[str, Any]], fail_fast: bool,
                  seed: int | None = None, on_event: Callable[[dict[str, Any]], None] |
                  None = None, stats: dict[str, Any] | None = None,
-                 trace: list[Any] | None = None) -> list[Any]:
+                 trace: list[Any] | None = None,
+                 on_answer: Callable[[int, Any], None] | None = None) -> list[Any]:
         from lmq.runtime.run import execute
 
         decoder = self.effective_decoder(seed)
@@ -256,7 +257,9 @@ class Query:
             log.info("running %d instance(s) with decoder %s", len(indices), decoder.name)
             done = execute(self.checked, [split[i][0] for i in indices], model=self.model,
                            tools=tools, decoder=decoder, limits=self.limits,
-                           fail_fast=fail_fast, on_event=on_event, stats=part, trace=trace)
+                           fail_fast=fail_fast, on_event=on_event, stats=part, trace=trace,
+                           on_answer=None if on_answer is None else
+                           lambda k, answer, indices=indices: on_answer(indices[k], answer))
             for i, answer in zip(indices, done):
                 answers[i] = answer
             if stats is not None:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -54,12 +54,12 @@ def read_inputs(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> int:
     """One instance per input line, ``--batch-size`` at a time in lockstep; each answer
-    line is written (and flushed) in input order as soon as its batch is done."""
+    line is written (and flushed) in input order as soon as its instance and every line
+    before it are done."""
     from lmq.config import default_batch_size
 
     size = args.batch_size or default_batch_size()
     lines = list(read_inputs(args.inputs))
-    failed = 0
     trace: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
@@ -73,46 +73,60 @@ def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> in
         progress = _progress(len(lines))
         if progress is not None:
             stack.callback(progress.close)
+        writer = _InOrder(out, [number for number, _ in lines], progress)
         for start in range(0, len(lines), size):
-            chunk = lines[start:start + size]
-            answers = _run_chunk(q, chunk, defaults, args.seed, stats, trace)
-            for number, params in chunk:
-                record, ok = _record(number, answers.get(number, params))
-                if not ok:
-                    failed += 1
-                    log.info("line %d failed: %s", number, record["error"].splitlines()[0])
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()  # a Ctrl-C later keeps every line written so far
-            if progress is not None:
-                progress.update(len(chunk))
+            _run_chunk(q, lines[start:start + size], defaults, args.seed, stats, trace,
+                       writer.put)
     if args.trace:
         write_trace(args.trace, trace, stats)
-    log.info("%d line(s), %d failed; %s forward passes", len(lines), failed,
+    log.info("%d line(s), %d failed; %s forward passes", len(lines), writer.failed,
              stats.get("forward_passes", 0))
-    return 1 if failed else 0
+    return 1 if writer.failed else 0
+
+
+class _InOrder:
+    """Writes answer lines in input order: an answer waits only for the lines before it."""
+
+    def __init__(self, out: IO[str], numbers: list[int], progress: Any) -> None:
+        self.out, self.numbers, self.progress = out, numbers, progress
+        self.ready: dict[int, Any] = {}
+        self.next = 0
+        self.failed = 0
+
+    def put(self, number: int, answer: Any) -> None:
+        self.ready[number] = answer
+        while self.next < len(self.numbers) and self.numbers[self.next] in self.ready:
+            line = self.numbers[self.next]
+            record, ok = _record(line, self.ready.pop(line))
+            if not ok:
+                self.failed += 1
+                log.info("line %d failed: %s", line, record["error"].splitlines()[0])
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()  # a Ctrl-C later keeps every line written so far
+            if self.progress is not None:
+                self.progress.update(1)
+            self.next += 1
 
 
 def _run_chunk(q: Any, chunk: list[tuple[int, Any]], defaults: dict[str, Any],
-               seed: int | None, stats: dict[str, Any],
-               trace: list[dict[str, Any]]) -> dict[int, Any]:
-    """Run the good lines of ``chunk`` in one lockstep batch: line number -> answer (a
-    Result, a list of them, or the line's error)."""
-    answers: dict[int, Any] = {}
+               seed: int | None, stats: dict[str, Any], trace: list[dict[str, Any]],
+               put: Callable[[int, Any], None]) -> None:
+    """Run the good lines of ``chunk`` in one lockstep batch, handing each line's answer
+    (a Result, a list of them, or the line's error) to ``put`` as soon as it is known."""
     todo: list[tuple[int, dict[str, Any]]] = []
     for number, params in chunk:
         if not isinstance(params, dict):
-            continue  # a bad line: its reason is its answer
+            put(number, params)  # a bad line: its reason is its answer
+            continue
         try:
             todo.append((number, q.bind((), {**defaults, **params})))
         except LmqError as error:
-            answers[number] = error
+            put(number, error)
     if todo:
         part: dict[str, Any] = {}
-        done = q._execute([p for _, p in todo], fail_fast=False, seed=seed, stats=part,
-                          trace=trace)
-        answers.update((number, answer) for (number, _), answer in zip(todo, done))
+        q._execute([p for _, p in todo], fail_fast=False, seed=seed, stats=part,
+                   trace=trace, on_answer=lambda k, answer: put(todo[k][0], answer))
         _merge(stats, part)
-    return answers
 
 
 def _record(number: int, answer: Any) -> tuple[dict[str, Any], bool]:

@@ -133,6 +133,8 @@ class Decoding:
                 raise
             row.error = error
             self.release(row)
+            if self.on_event is not None:
+                self.on_event({"event": "failed", "instance": row.instance})
 
     def forward(self, rows: list[Row]) -> list[torch.Tensor]:
         """One forward pass per model over every context of these rows that has queued

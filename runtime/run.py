@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -64,6 +64,7 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             fail_fast: bool = True, output=None,
             on_event=None, force_tokens: bool | None = None,
             stats: dict[str, Any] | None = None, trace: list[Any] | None = None,
+            on_answer: Callable[[int, Any], None] | None = None,
             ) -> list[Result | list[Result] | LmqError]:
     """Run one instance per input; each entry of the answer is a Result, a list of them
     (``sample(n>1)``, ``beam``), or — without ``fail_fast`` — the instance's error.
@@ -71,7 +72,9 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
     tokens a constraint leaves no choice about without sampling them. A ``stats`` dict is
     filled with the whole run's counts (:func:`run_stats`): there ``forward_passes`` counts
     each forward pass once, however many rows shared it. A ``trace`` list is extended with
-    the run's model calls (each result holds them too)."""
+    the run's model calls (each result holds them too). ``on_answer(index, answer)`` is
+    called for each instance as soon as it is finished (at the end for ``beam``), in the
+    order instances finish; those early results carry no trace."""
     if force_tokens is None:
         force_tokens = os.environ.get("LMQ_FORCED_TOKENS", "1") != "0"
     tools = dict(tools or {})
@@ -89,6 +92,8 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             if fail_fast:
                 raise
             answers[index] = error
+            if on_answer is not None:
+                on_answer(index, error)
             continue
         copies = decoder.n if decoder.name == "sample" else 1
         for copy in range(copies):
@@ -97,9 +102,15 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             if decoder.name == "sample":
                 row.rng = seeded_generator(decoder.seed, index * copies + copy)
             rows.append(row)
+    many = decoder.name == "beam" or (decoder.name == "sample" and decoder.n > 1)
+    constraints = hole_constraints(checked.program)
+    listen = on_event
+    if on_answer is not None and decoder.name != "beam":
+        listen = _early_answers(rows, on_event, lambda index, mine: on_answer(
+            index, _answer(mine, [], constraints, many)))
     started = time.perf_counter()
     with _lock:
-        decoding = Decoding(decoder, resolve, on_event, force_tokens)
+        decoding = Decoding(decoder, resolve, listen, force_tokens)
         try:
             if decoder.name == "beam":
                 from lmq.runtime.beam import run_beam
@@ -118,20 +129,47 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
     if stats is not None:
         stats.update(run_stats(decoding, finished, len(inputs),
                                time.perf_counter() - started))
-    constraints = hole_constraints(checked.program)
     for index in range(len(inputs)):
         if answers[index] is not None:
             continue
-        mine = [row for row in finished if row.instance == index]
-        good = [row for row in mine if row.error is None]
-        if not good:
-            answers[index] = mine[0].error if mine else LmqError("no result")
-            continue
-        results = sorted((_result(row, calls, constraints) for row in good),
-                         key=lambda r: -r.score)
-        many = decoder.name == "beam" or (decoder.name == "sample" and decoder.n > 1)
-        answers[index] = results if many else results[0]
+        answers[index] = _answer([row for row in finished if row.instance == index], calls,
+                                 constraints, many)
+        if on_answer is not None and decoder.name == "beam":
+            on_answer(index, answers[index])
     return answers
+
+
+def _early_answers(rows: Sequence[Row], on_event: Callable[[dict], None] | None,
+                   report: Callable[[int, list[Row]], None]) -> Callable[[dict], None]:
+    """An event listener that passes events on to ``on_event`` and calls ``report(index,
+    rows)`` once every row of an instance has finished or failed."""
+    mine: dict[int, list[Row]] = {}
+    for row in rows:
+        mine.setdefault(row.instance, []).append(row)
+    pending = {index: len(group) for index, group in mine.items()}
+
+    def listen(event: dict) -> None:
+        if on_event is not None:
+            on_event(event)
+        if event["event"] in ("done", "failed"):
+            index = event["instance"]
+            pending[index] -= 1
+            if pending[index] == 0:
+                report(index, mine[index])
+
+    return listen
+
+
+def _answer(mine: Sequence[Row], calls: list[dict[str, Any]],
+            constraints: Mapping[str, str], many: bool) -> Result | list[Result] | LmqError:
+    """One instance's answer from its rows: its results, best first (a list for
+    branching decoders), or its first row's error."""
+    good = [row for row in mine if row.error is None]
+    if not good:
+        return mine[0].error if mine and mine[0].error else LmqError("no result")
+    results = sorted((_result(row, calls, constraints) for row in good),
+                     key=lambda r: -r.score)
+    return results if many else results[0]
 
 
 def run_stats(decoding: Decoding, rows: Sequence[Row], instances: int,

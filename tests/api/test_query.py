@@ -222,3 +222,23 @@ def test_import_lmq_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False False"
+
+
+def test_each_instance_is_answered_as_soon_as_it_finishes():
+    """`_execute(..., on_answer=)` (what `lmq run --inputs` writes from) hears of a short
+    instance before a long one in the same lockstep batch, and of bad inputs at once."""
+    q = lmq.query('"{x}:[A]" where len(TOKENS(A)) == n', model=MODEL)
+    heard: list[tuple[int, object]] = []
+    answers = q._execute([{"x": "a", "n": 30}, {"x": "b", "n": 2}, {"x": "c"},
+                          {"x": "d", "n": 1}], fail_fast=False,
+                         on_answer=lambda index, answer: heard.append((index, answer)))
+    order = [index for index, _ in heard]
+    assert order[0] == 2  # the missing parameter is known before decoding starts
+    assert order.index(3) < order.index(1) < order.index(0)  # 1 token, 2 tokens, 30 tokens
+    assert sorted(order) == [0, 1, 2, 3]
+    for index, answer in heard:
+        if index == 2:
+            assert isinstance(answer, lmq.LmqError)
+        else:
+            assert answer.variables == answers[index].variables
+            assert answer.prompt == answers[index].prompt
