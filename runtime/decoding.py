@@ -137,16 +137,15 @@ class Decoding:
                 self.on_event({"event": "failed", "instance": row.instance})
 
     def forward(self, rows: list[Row]) -> list[torch.Tensor]:
-        """One forward pass per model over every context of these rows that has queued
-        tokens (the others reuse the logits of their last position); returns each row's
-        logits, combined across its companions."""
-        by_backend: dict[int, list[tuple[Row, RowContext]]] = {}
+        """One forward pass per model over the contexts with queued tokens (others reuse
+        their last logits); each row's logits, combined across its companions."""
+        by_model: dict[Any, list[tuple[Row, RowContext]]] = {}
         for row in rows:
             for context in row.hole_contexts():
-                if context.pending:
-                    by_backend.setdefault(id(context.backend), []).append((row, context))
-        for pairs in by_backend.values():
-            backend = pairs[0][1].backend
+                if context.pending:  # specialists' views of one model share its passes
+                    model = getattr(context.backend, "base", context.backend)
+                    by_model.setdefault(model, []).append((row, context))
+        for backend, pairs in by_model.items():
             feeds = {context.handle: context.take_feed() for _, context in pairs}
             logits = backend.forward(feeds)
             self.forward_passes += 1
@@ -154,7 +153,8 @@ class Decoding:
                 context.last_logits = row_logits
             for row in {id(row): row for row, _ in pairs}.values():
                 row.counters.forward_passes += 1
-            self.trace.append(TraceEntry(backend.name, len(feeds),
+            names = dict.fromkeys(context.backend.name for _, context in pairs)
+            self.trace.append(TraceEntry(", ".join(names), len(feeds),
                                          sum(len(ids) for ids in feeds.values()),
                                          len(feeds), 0.0, self.forced_since_call))
             self.forced_since_call = 0

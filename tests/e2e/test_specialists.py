@@ -252,3 +252,14 @@ def test_the_specialists_example_runs_through_the_cli(monkeypatch, tmp_path, cap
     assert [(d["route"], set(d["scores"])) for d in decisions] == \
         [("cooking", {"geography", "cooking"})]
     assert main(["check", "ask.lmq"]) == 0
+
+
+def test_specialists_of_one_model_share_its_forward_passes(config):
+    q = lmq.query('"Q: hi\\nA:[A]" from spec where len(TOKENS(A)) == 3', model="tiny-random")
+    both = q.batch([{"spec": "law"}, {"spec": "warm"}])
+    assert both.stats["forward_passes"] == 3  # one pass per step for both views of the model
+    assert {entry["model"] for entry in both[0].trace} == {"law (tiny-random), warm (tiny-random)"}
+    for result, spec in zip(both, ("law", "warm")):
+        alone = q(spec=spec)
+        assert result.variables == alone.variables  # batched: same values, logprobs to 1e-4
+        assert result.logprobs["A"] == pytest.approx(alone.logprobs["A"], abs=1e-4)
