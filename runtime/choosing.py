@@ -7,20 +7,81 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from lmq.decoders import DecoderSpec
 from lmq.runtime.holes import HoleRun
 
 
+class MaskBank:
+    """Token masks of guide states kept on the logits' device, one row each, so a step
+    gathers every row's mask with one index (no host mask, no host-to-device copy) for
+    the holes whose mask is only a function of their state (:meth:`HoleRun.mask_key`).
+    Cleared when full."""
+
+    def __init__(self, device: torch.device, width: int, capacity: int = 512) -> None:
+        self.device, self.width, self.capacity = device, width, capacity
+        self.rows = torch.zeros((0, width), dtype=torch.bool, device=device)
+        self.index: dict[tuple, int] = {}
+        self.hits = self.misses = 0
+
+    def allowed(self, holes: Sequence[HoleRun]) -> torch.Tensor | None:
+        """bool ``[len(holes), width]`` on the device, True where allowed; None when no
+        hole masks anything."""
+        keys = [hole.mask_key() for hole in holes]
+        host = {i: hole.mask(self.width) for i, (hole, key) in enumerate(zip(holes, keys))
+                if key is None}
+        if all(key is None for key in keys) and all(m is None for m in host.values()):
+            return None
+        if len(self.index) + len(holes) > self.capacity:  # never while slots are held
+            self.index.clear()
+        if len(host) < len(holes):
+            slots = [0 if key is None else self._slot(key, hole)
+                     for key, hole in zip(keys, holes)]
+            allowed = self.rows[torch.tensor(slots, device=self.device)]
+        else:
+            allowed = torch.ones((len(holes), self.width), dtype=torch.bool,
+                                 device=self.device)
+        for i, mask in host.items():
+            allowed[i] = True if mask is None else torch.from_numpy(mask).to(self.device)
+        return allowed
+
+    def _slot(self, key: tuple, hole: HoleRun) -> int:
+        slot = self.index.get(key)
+        if slot is not None:
+            self.hits += 1
+            return slot
+        self.misses += 1
+        mask = torch.from_numpy(hole.mask(self.width)).to(self.device)  # type: ignore[arg-type]
+        if len(self.index) >= self.rows.shape[0]:  # grow by doubling
+            grown = torch.zeros((max(16, 2 * self.rows.shape[0]), self.width),
+                                dtype=torch.bool, device=self.device)
+            grown[:self.rows.shape[0]] = self.rows
+            self.rows = grown
+        slot = self.index[key] = len(self.index)
+        self.rows[slot] = mask
+        return slot
+
+
+_BANKS: dict[tuple[str, int], MaskBank] = {}  # per device and vocabulary width
+
+
+def bank_for(device: torch.device, width: int) -> MaskBank:
+    """The process-wide mask bank of ``device`` and ``width`` (runs hold one lock, so one
+    decoding loop uses it at a time)."""
+    key = (str(device), width)
+    if key not in _BANKS:
+        _BANKS[key] = MaskBank(device, width)
+    return _BANKS[key]
+
+
 def masked(hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
     """The logits with every token the hole forbids set to -inf (the hole fails when that
     leaves nothing)."""
-    mask = hole.mask(logits.shape[-1])
-    if mask is None:
+    allowed = bank_for(logits.device, logits.shape[-1]).allowed([hole])
+    if allowed is None:
         return logits
-    scores = logits.masked_fill(~torch.from_numpy(mask).to(logits.device), float("-inf"))
+    scores = logits.masked_fill(~allowed[0], float("-inf"))
     if not torch.isfinite(scores).any():
         hole.fail("no token is allowed")
     return scores
@@ -28,17 +89,12 @@ def masked(hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
 
 def greedy_batch(holes: Sequence[HoleRun],
                  logits: Sequence[torch.Tensor]) -> list[tuple[int, float] | None]:
-    """The greedy ``(token, logprob)`` of each row, for rows of one model: one stacked mask,
-    one ``masked_fill`` and one ``argmax`` instead of one of each per row. None for a row
-    whose mask allows nothing."""
+    """The greedy ``(token, logprob)`` of each row, for rows of one model: the rows' masks
+    gathered from the device's :class:`MaskBank`, one ``masked_fill`` and one ``argmax``
+    instead of one of each per row. None for a row whose mask allows nothing."""
     stacked = torch.stack(list(logits))
-    width = stacked.shape[-1]
-    masks = [hole.mask(width) for hole in holes]
-    scores = stacked
-    if any(mask is not None for mask in masks):
-        allowed = np.stack([np.ones(width, dtype=bool) if m is None else m for m in masks])
-        scores = stacked.masked_fill(~torch.from_numpy(allowed).to(stacked.device),
-                                     float("-inf"))
+    allowed = bank_for(stacked.device, stacked.shape[-1]).allowed(holes)
+    scores = stacked if allowed is None else stacked.masked_fill(~allowed, float("-inf"))
     tokens = torch.argmax(scores, dim=-1)
     logprobs = stacked.gather(1, tokens[:, None])[:, 0] - torch.logsumexp(stacked, -1)
     finite = torch.isfinite(scores.gather(1, tokens[:, None])[:, 0])

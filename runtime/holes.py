@@ -82,6 +82,19 @@ class HoleRun:
         row[self.eos_ids] = end
         return row
 
+    def mask_key(self) -> tuple | None:
+        """A key under which this step's :meth:`mask` may be cached and shared with other
+        holes (``lmq.runtime.choosing.MaskBank``): the guide, the state and whether the
+        value may end here, when nothing else shapes the mask; None while the token
+        budget or a token count can still forbid part of it, or without a guide."""
+        guide = self.guide
+        if guide is None or (guide.stops and len(self.tokens) < self.last_forbidden):
+            return None
+        bound = guide.max_completion
+        if bound is None or self.budget - len(self.tokens) - 1 < bound:
+            return None
+        return guide, self.state, self.can_end()
+
     def _mask_over_budget(self, guide: Guide, row: np.ndarray) -> None:
         """Budget-aware masking: never enter a state whose shortest completion cannot fit
         in the tokens left. Completions count bytes, an upper bound on tokens because
