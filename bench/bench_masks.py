@@ -237,6 +237,48 @@ def main() -> None:
               f"{stats_line(mask_t, 1e6, 'us')} | "
               f"{statistics.median(advance_t) * 1e6:5.1f}us | {full:9.2f}s | "
               f"{outlines:8.2f}s {o_states:6d} {compile_s / outlines:7.3f}")
+    choice_table(index)
+
+
+def choice_table(index: TokenIndex, steps: int = 8, rounds: int = 15) -> None:
+    """Per-step greedy choice on the CPU (``choosing.greedy_batch``: masks, argmax and
+    log-probabilities for a batch of rows with random logits): rows allowing few tokens
+    gather their logits (sparse, the default) against masking whole rows (dense)."""
+    import torch
+
+    from lmq.constraints import HoleSpec
+    from lmq.runtime import choosing
+    from lmq.runtime.holes import HoleRun
+
+    print("\ngreedy choice per step on the CPU, median us: sparse gather for states allowing "
+          f"at most {choosing.SPARSE_MAX} tokens (default) vs dense masks for every row")
+    print(f"{'case':9} {'batch':>5} {'sparse':>8} {'dense':>8} {'dense/sparse':>12}")
+    eos = np.array(sorted(index.eos_ids), dtype=np.int64)
+    for name, pattern in [("date", CASES[1][1]), ("choice3", CASES[2][1]),
+                          ("line64", CASES[5][1])]:
+        tree = rg.Regex(pattern)
+        guide = DfaGuide.from_regular(tree, index)
+        for batch in (1, 16):
+            times: dict[int, list[float]] = {choosing.SPARSE_MAX: [], -1: []}
+            for seed in range(rounds + 1):  # round 0 visits the states first
+                holes = [HoleRun(HoleSpec("X", tree), guide, index.token_bytes, eos, 200)
+                         for _ in range(batch)]
+                logits = torch.randn(steps, batch, index.vocab_size,
+                                     generator=torch.Generator().manual_seed(seed))
+                for step in range(steps):
+                    if any(hole.ending is not None for hole in holes):
+                        break
+                    for limit in times:
+                        saved, choosing.SPARSE_MAX = choosing.SPARSE_MAX, limit
+                        start = time.perf_counter()
+                        picks = choosing.greedy_batch(holes, list(logits[step]))
+                        if seed:
+                            times[limit].append(time.perf_counter() - start)
+                        choosing.SPARSE_MAX = saved
+                    for hole, pick in zip(holes, picks):
+                        hole.push(pick[0], pick[1])
+            sparse, dense = (statistics.median(t) * 1e6 for t in times.values())
+            print(f"{name:9} {batch:5d} {sparse:8.0f} {dense:8.0f} {dense / sparse:12.2f}")
 
 
 if __name__ == "__main__":

@@ -75,12 +75,26 @@ class HoleRun:
             row = np.ones(vocab_size, dtype=bool)
         else:
             row = self.guide.mask(self.state).copy()
-            if self.guide.stops and len(self.tokens) < self.last_forbidden:
-                self._mask_counted_stops(self.guide, row)
-            else:
-                self._mask_over_budget(self.guide, row)
+            kept = self._kept(self.guide)
+            if kept is not None:
+                row[self.guide.allowed(self.state)[~kept]] = False
         row[self.eos_ids] = end
         return row
+
+    def allowed_ids(self, limit: int) -> np.ndarray | None:
+        """The ids :meth:`mask` allows, ascending, when the guide allows at most ``limit``
+        tokens here; None otherwise (and without a guide)."""
+        if self.guide is None:
+            return None
+        ids = self.guide.allowed(self.state)
+        if len(ids) > limit:
+            return None
+        kept = self._kept(self.guide)
+        if kept is not None:
+            ids = ids[kept]
+        if self.can_end():
+            return np.union1d(ids, self.eos_ids)
+        return _without(ids, self.eos_ids)
 
     def mask_key(self) -> tuple | None:
         """A key under which this step's :meth:`mask` may be cached and shared with other
@@ -95,27 +109,31 @@ class HoleRun:
             return None
         return guide, self.state, self.can_end()
 
-    def _mask_over_budget(self, guide: Guide, row: np.ndarray) -> None:
+    def _kept(self, guide: Guide) -> np.ndarray | None:
+        """Which tokens of ``guide.allowed(state)`` the token budget and counts keep
+        (aligned bools), or None for all of them."""
+        if not len(guide.allowed(self.state)):
+            return None
+        if guide.stops and len(self.tokens) < self.last_forbidden:
+            return self._kept_counted_stops(guide)
+        return self._kept_in_budget(guide)
+
+    def _kept_in_budget(self, guide: Guide) -> np.ndarray | None:
         """Budget-aware masking: never enter a state whose shortest completion cannot fit
         in the tokens left. Completions count bytes, an upper bound on tokens because
         every single byte is a token of a byte-level vocabulary."""
         left = self.budget - len(self.tokens) - 1  # after the token chosen now
         bound = guide.max_completion
         if bound is not None and left >= bound:
-            return
-        allowed = guide.allowed(self.state)
-        if len(allowed):
-            row[allowed[guide.next_distances(self.state) > left]] = False
+            return None
+        return guide.next_distances(self.state) <= left
 
-    def _mask_counted_stops(self, guide: Guide, row: np.ndarray) -> None:
+    def _kept_counted_stops(self, guide: Guide) -> np.ndarray:
         """Budget-aware masking over a ``StopsBefore`` language while the token counts may
         still forbid an ending (``len(TOKENS(X)) > n``, ``!= n``): a token that completes a
         stop phrase at a forbidden count must leave a value that can go on without it, and
         a value that can only end at a phrase under way needs an allowed count before the
         phrase's last byte."""
-        allowed = guide.allowed(self.state)
-        if not len(allowed):
-            return
         count = len(self.tokens) + 1
         left = max(self.budget - count, 0)
         done, live, distance = guide.stop_outlook(self.state)
@@ -124,7 +142,7 @@ class HoleRun:
         valid = (distance >= 0) & (distance <= left) & (live | reach[np.clip(distance, 0, left)])
         if self.spec.count_allows_end(count):
             valid |= done
-        row[allowed[~valid]] = False
+        return valid
 
     def forced_bytes(self, limit: int = 64) -> tuple[bytes, bool]:
         """The bytes the constraint leaves no choice about from here (each state on the way
@@ -223,6 +241,14 @@ class HoleRun:
         described = self.spec.description or "its constraints"
         raise LmqConstraintError(f"hole '{self.spec.hole}' cannot satisfy {described}: "
                                  f"{reason}", self.span)
+
+
+def _without(ids: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """Ascending ``ids`` less those in ``drop`` (a few; cheaper than ``np.setdiff1d``)."""
+    at = np.searchsorted(ids, drop)
+    inside = at < len(ids)
+    found = at[inside][ids[at[inside]] == drop[inside]]
+    return np.delete(ids, found) if len(found) else ids
 
 
 def _is_char_boundary(data: bytearray, index: int) -> bool:
