@@ -34,7 +34,7 @@ class CompileBudget:
     max_states: int = 50_000  # DFA states built up front (a 1 KiB table row each)
     max_nfa_states: int = 200_000
     seconds: float = 5.0  # vLLM's default compile timeout
-    eager_seconds: float = 2.0
+    eager_seconds: float = 0.5
     memo_states: int = 50_000  # ~1.2 KiB each
     max_search_states: int = 20_000  # states one shortest-completion search may expand
 
@@ -172,11 +172,8 @@ class Nfa:
         if isinstance(node, ip._Repeated):
             return self.repeat(lambda: self.regex(node.base, flags), node.min, node.max)
         if isinstance(node, ip._CharGroup):
-            chars = set(node.chars)
-            if flags & ip.REFlags.CASE_INSENSITIVE:  # ASCII-only case folding, as re.ASCII
-                chars |= {c.swapcase() for c in chars if c.isascii() and c.isalpha()}
-            ranges = _ranges(ord(c) for c in chars)
-            return self.chars(_complement(ranges) if node.negated else ranges)
+            folded = bool(flags & ip.REFlags.CASE_INSENSITIVE)
+            return self.chars(_group_ranges(frozenset(node.chars), node.negated, folded))
         if node is ip._DOT:
             return self.chars(ALL_CHARS if flags & ip.REFlags.SINGLE_LINE else NOT_NEWLINE)
         if node is ip._EMPTY:
@@ -189,6 +186,16 @@ def _class_sequences(ranges: tuple[tuple[int, int], ...]) -> list[tuple[tuple[in
     """:func:`utf8_sequences` of a character class (memoised: a bounded repetition builds
     the same class once per copy)."""
     return [seq for low, high in ranges for seq in utf8_sequences(low, high)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_ranges(chars: frozenset[str], negated: bool, folded: bool) -> tuple:
+    """The code-point ranges of a character class (memoised like :func:`_class_sequences`);
+    ``folded``: ASCII-only case folding, as ``re.ASCII``."""
+    if folded:
+        chars = chars | {c.swapcase() for c in chars if c.isascii() and c.isalpha()}
+    ranges = _ranges(ord(c) for c in chars)
+    return tuple(_complement(ranges) if negated else ranges)
 
 
 def _ranges(code_points) -> list[tuple[int, int]]:
