@@ -8,8 +8,9 @@ compilation trims the rest into ``DEAD``. So "still completable" is ``state != D
 How: a regex becomes a Thompson NFA over bytes (:mod:`lmq.runtime.nfa`) and a budgeted
 subset construction turns it into the DFA. The other leaves (literals, choices,
 prefix/suffix/contains, character lengths, ANY) are built as NFAs directly, ``LABELS`` as a
-subset construction of its own and ``SPAN`` as a DFA (:mod:`lmq.runtime.fsm_builders`), a
-JSON schema as a regular tree first (:mod:`lmq.runtime.fsm_json`); ``And``/``Or``/``Not``
+subset construction of its own and ``SPAN`` as a suffix automaton (lazily, over a suffix
+array, past the budget: :mod:`lmq.runtime.fsm_builders`), a JSON schema as a regular tree
+first (:mod:`lmq.runtime.fsm_json`); ``And``/``Or``/``Not``
 are product constructions, ``Not`` relative to valid UTF-8; ``Concat`` and ``StopsBefore``
 are concatenations (:mod:`lmq.runtime.fsm_concat`; a literal prefix, a healed prompt text,
 is shifted into the table instead). The subset, product and concatenation constructions are
@@ -37,7 +38,7 @@ import numpy as np
 from interegular import patterns as ip
 
 from lmq import regular as rg
-from lmq.runtime.fsm_builders import LabelsAutomaton, substring_automaton
+from lmq.runtime.fsm_builders import LabelsAutomaton, SubstringAutomaton, substring_automaton
 from lmq.runtime.fsm_concat import ConcatAutomaton, StopAutomaton, stop_tail
 from lmq.runtime.fsm_json import schema_regular
 from lmq.runtime.fsm_lazy import DEAD, UNKNOWN, LazyAutomaton, ProductAutomaton, SubsetAutomaton
@@ -289,7 +290,15 @@ class _Compiler:
             case rg.Labels():
                 return self.settle(LabelsAutomaton(tree, budget))
             case rg.Substring(text):
-                return _trimmed(*substring_automaton(text, budget, deadline))
+                # the suffix automaton while it fits (at least n + 1 states, often ~2n),
+                # else the same language lazily over a suffix array
+                if len(text) <= budget.max_states // 2:
+                    try:
+                        return _trimmed(*substring_automaton(text, budget,
+                                                             self.eager_deadline))
+                    except AutomatonLimitError:
+                        pass  # too many states, or past eager_seconds
+                return SubstringAutomaton(text, budget, deadline)
             case rg.Json(schema):
                 try:
                     return self.compile(schema_regular(schema))

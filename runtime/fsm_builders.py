@@ -18,7 +18,16 @@ automaton stays lazy and only the used-sets a generation meets are built.
 ``[S, 256]`` table whose row 0 is the dead sink, every state reachable from ``initial``).
 A suffix automaton over the text's characters (at most 2n - 1 states) accepts exactly its
 substrings; each character edge is spelled out in UTF-8 with shared intermediate states,
-so values start and end on character boundaries.
+so values start and end on character boundaries. Past the budget -- texts over
+``max_states // 2`` characters, and shorter ones whose table outgrows ``max_states`` or
+``eager_seconds`` -- ``fsm`` uses :class:`SubstringAutomaton` instead: the same language,
+lazily, over a suffix array of the text's UTF-8 bytes (only the suffixes that start a
+character). The value read so far is the common prefix of one contiguous interval of that
+array, so a state is the key ``(lo, hi, depth)``; expanding it splits the interval by the
+byte at ``depth`` (a gather, or a binary search per byte value for a wide interval).
+Building costs one prefix-doubling sort: about 0.5 s for 1 MB of prose, 0.8 s for 1 MB of
+one repeated paragraph; a text that cannot be sorted within ``budget.seconds`` (several
+MB) is an error. Every state it makes is live: it only follows bytes that occur.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import numpy as np
 
 from lmq import regular as rg
 from lmq.runtime.fsm_lazy import DEAD, LazyAutomaton
-from lmq.runtime.nfa import CompileBudget, check_time, too_large
+from lmq.runtime.nfa import AutomatonLimitError, CompileBudget, check_time, too_large
 
 Automaton = tuple[np.ndarray, np.ndarray, int]
 _EMPTY_LIST = (-1, -1)  # the configuration of the empty value (min=0): accepting, no moves
@@ -170,3 +179,121 @@ def _table(rows: list[dict[int, int]]) -> np.ndarray:
         if row:
             table[i, list(row)] = list(row.values())
     return table
+
+
+class SubstringAutomaton(LazyAutomaton):
+    """``SPAN`` past the state budget: the non-empty substrings of ``text`` that start and
+    end on character boundaries, as a lazy automaton over a suffix array (see the module
+    docstring).
+
+    ``sa`` lists the byte offsets where a character starts, in the lexicographic order of
+    the suffixes there (a suffix before its extensions). A key ``(lo, hi, depth)`` is the
+    value ``s`` of ``depth`` bytes read so far: ``sa[lo:hi]`` are exactly the occurrences
+    of ``s`` at character starts. The initial key is ``(0, len(sa), 0)``; every key made
+    is live. ``deadline`` bounds the suffix sort (an :class:`AutomatonLimitError` past it).
+    """
+
+    _WIDE = 2048  # intervals wider than this are split by binary search, not a gather
+
+    def __init__(self, text: str, budget: CompileBudget, deadline: float) -> None:
+        data = np.frombuffer(text.encode(), dtype=np.uint8)
+        n = len(data)
+        boundary = np.ones(n + 1, dtype=bool)  # offset n (the end) counts as a boundary
+        boundary[:n] = (data & 0xC0) != 0x80
+        try:
+            order = _suffix_array(data, deadline)
+        except AutomatonLimitError:
+            raise too_large(f"SPAN over {len(text):,} characters could not be indexed within "
+                            f"{budget.seconds:g} s", hint="pass a shorter text") from None
+        self.sa = order[boundary[order]].astype(np.int32 if n < 1 << 31 else np.int64)
+        self.boundary = boundary
+        self.bytes = np.full(n + 1, -1, dtype=np.int16)  # -1: the suffix has ended
+        self.bytes[:n] = data
+        lengths = np.diff(np.flatnonzero(boundary))  # each character's UTF-8 length
+        self.first = int(lengths.min()) if n else 0  # the initial state's distance
+        self.max_distance = int(lengths.max()) if n else 0
+        super().__init__((0, len(self.sa), 0) if n else DEAD, budget)
+
+    @property
+    def nbytes(self) -> int:
+        return super().nbytes + self.sa.nbytes + self.bytes.nbytes + self.boundary.nbytes
+
+    def _expand(self, key):
+        lo, hi, depth = key
+        codes = np.zeros(256, dtype=np.int32)
+        if hi - lo <= self._WIDE:
+            following = self.bytes[self.sa[lo:hi] + depth]  # non-decreasing
+            cuts = np.flatnonzero(following[1:] != following[:-1]) + 1
+            starts = np.concatenate(([0], cuts)) + lo
+            ends = np.concatenate((cuts, [hi - lo])) + lo
+            values = following[starts - lo]
+            keep = values >= 0
+            values, starts, ends = values[keep], starts[keep], ends[keep]
+        else:
+            bounds = self._lower_bounds(lo, hi, depth)
+            values = np.flatnonzero(bounds[1:] > bounds[:-1])
+            starts, ends = bounds[values], bounds[values + 1]
+        codes[values] = np.arange(1, len(values) + 1, dtype=np.int32)
+        return [DEAD, *zip(starts.tolist(), ends.tolist(), [depth + 1] * len(values))], codes
+
+    def _lower_bounds(self, lo: int, hi: int, depth: int) -> np.ndarray:
+        """For each byte value v (0..255), the first index of ``sa[lo:hi]`` whose byte at
+        ``depth`` is at least v, then ``hi``: 257 searches at once."""
+        wanted = np.arange(256, dtype=np.int16)
+        low = np.full(256, lo, dtype=np.int64)
+        high = np.full(256, hi, dtype=np.int64)
+        sa, data = self.sa, self.bytes
+        while True:
+            open_ = low < high
+            if not open_.any():
+                break
+            mid = (low + high) >> 1
+            below = data[sa[np.minimum(mid, hi - 1)] + depth] < wanted
+            low = np.where(open_ & below, mid + 1, low)
+            high = np.where(open_ & ~below, mid, high)
+        return np.append(low, hi)
+
+    def _accepts(self, key) -> bool:
+        return key != DEAD and key[2] > 0 and bool(self.boundary[self.sa[key[0]] + key[2]])
+
+    def _distance(self, i: int) -> int:
+        key = self.keys[i]
+        if key == DEAD:
+            return -1
+        lo, _, depth = key
+        if depth == 0:
+            return self.first
+        at = end = int(self.sa[lo]) + depth  # all occurrences agree: the rest of one character
+        while not self.boundary[end]:
+            end += 1
+        return end - at
+
+
+def _suffix_array(data: np.ndarray, deadline: float) -> np.ndarray:
+    """The start offsets of ``data``'s suffixes in lexicographic order (a suffix before its
+    extensions), by prefix doubling: round k sorts by the first 2^k bytes, as pairs of
+    ranks by the first 2^(k-1). Rounds stop once all ranks differ (after about log2 of the
+    longest repeated substring); :func:`check_time` runs between them."""
+    n = len(data)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(data, kind="stable")
+    rank = data.astype(np.int64)
+    base = max(n, 256) + 1  # above every rank + 1
+    step = 1
+    while True:
+        second = np.zeros(n, dtype=np.int64)  # 0: the suffix ends within the first half
+        if step < n:
+            second[:n - step] = rank[step:] + 1
+        keys = (rank * base + second)[order]  # already sorted by the first half
+        by_key = np.argsort(keys, kind="stable")
+        order, keys = order[by_key], keys[by_key]
+        fresh = np.empty(n, dtype=bool)
+        fresh[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=fresh[1:])
+        dense = np.cumsum(fresh) - 1
+        rank[order] = dense
+        if dense[-1] == n - 1:
+            return order
+        step *= 2
+        check_time(deadline)
