@@ -20,7 +20,9 @@ Besides regexes: ``labels3`` is LABELS over the 10 topics of label_sets.json (un
 max=3; outlines gets the equivalent regex listing all 820 label sequences), ``json4`` a
 4-property schema (lmq: default bounds, 256-character strings; outlines:
 ``build_regex_from_schema`` with no whitespace, unbounded strings -- not the same
-language), ``span500`` SPAN over a 500-character text (no outlines equivalent).
+language), ``span500`` SPAN over a 500-character text (no outlines equivalent) and
+``span100k`` over 100,000 characters of its words shuffled (past the state budget: the
+lazy automaton over a suffix array).
 
 Caveat: outlines-core 0.2.14 builds wrong indexes where a match may continue past an
 accepting state through an optional group or a longer alternative (checked on a toy
@@ -98,6 +100,8 @@ def tree_cases():
     cases.append(("labels3", rg.Labels(TOPICS, ", ", 1, 3, True), "(" + "|".join(sequences) + ")"))
     cases.append(("json4", rg.json_node(SCHEMA4), schema_regex(SCHEMA4)))
     cases.append(("span500", rg.Substring(TEXT500[:500]), None))
+    words = random.Random(0).choices(TEXT500.split(), k=16_000)
+    cases.append(("span100k", rg.Substring(" ".join(words)[:100_000]), None))
     cases.append(("tags", rg.json_node(TAGS), schema_regex(TAGS)))
     cases = [(*case, fsm.DEFAULT_BUDGET) for case in cases]
     forced = [(f"{name}~", tree, None, LAZY) for name, tree, _, _ in cases

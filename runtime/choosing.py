@@ -90,8 +90,8 @@ def masked(hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
 
 SPARSE_MAX = 2048
 """On the CPU, a row whose state allows at most this many tokens gathers their logits
-instead of masking the whole row (``bench/bench_masks.py``: at 16 rows, 0.2 ms a step
-against 1.7 ms for masking 49k columns; dense masks win for states allowing most of the
+instead of masking the whole row (``bench/bench_masks.py``, greedy choice table: 1.4x the
+dense path for a date regex at 16 rows; dense masks win for states allowing most of the
 vocabulary)."""
 
 
