@@ -82,7 +82,7 @@ def masked(hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
     allowed = bank_for(logits.device, logits.shape[-1]).allowed([hole])
     if allowed is None:
         return logits
-    scores = logits.masked_fill(~allowed[0], float("-inf"))
+    scores = torch.where(allowed[0], logits, float("-inf"))
     if not torch.isfinite(scores).any():
         hole.fail("no token is allowed")
     return scores
