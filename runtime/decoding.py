@@ -21,7 +21,7 @@ import torch
 
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqModelError
-from lmq.runtime.choosing import greedy_batch, masked, pick_token
+from lmq.runtime.choosing import greedy_batch, pick_token
 from lmq.runtime.companions import Ensemble, Plan, ensemble_plan, review, text_before
 from lmq.runtime.context import Counters, RowContext
 from lmq.runtime.engine import RUNTIMES, ModelRuntime
@@ -309,11 +309,12 @@ class Decoding:
 
     def pick(self, hole: HoleRun, logits: torch.Tensor, rng: torch.Generator | None,
              decoder: DecoderSpec) -> tuple[int, float]:
-        """The next token under the hole's mask and ``decoder`` (timed as mask time)."""
+        """The next token under the hole's mask and ``decoder`` (the choice is timed as mask
+        time)."""
         start = time.perf_counter()
-        scores = masked(hole, logits)
+        pick = pick_token(hole, logits, decoder, rng)
         self.mask_seconds += time.perf_counter() - start
-        return pick_token(scores, logits, decoder, rng)
+        return pick
 
     def decoder_for(self, row: Row) -> DecoderSpec:
         """The run's decoder with the generation settings (``temperature``, ``top_k``,

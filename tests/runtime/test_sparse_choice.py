@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 import lmq
 from lmq import regular as rg
 from lmq.constraints import HoleSpec
+from lmq.decoders import DecoderSpec
+from lmq.errors import LmqConstraintError
 from lmq.runtime import choosing
 from lmq.runtime.engine import RUNTIMES
 from lmq.runtime.holes import HoleRun
@@ -80,6 +82,34 @@ def test_sparse_and_dense_pick_the_same_tokens(runtime, rnd, seed):
     assert [p and p[1] for p in sparse] == pytest.approx([p and p[1] for p in dense])
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(0, 2 ** 31),
+       st.sampled_from([DecoderSpec("sample"), DecoderSpec("sample", temperature=0.5, top_k=3),
+                        DecoderSpec("sample", top_p=0.8), DecoderSpec("argmax")]))
+def test_sparse_and_dense_sampling_draw_the_same_tokens(runtime, rnd, seed, spec):
+    holes = [walk(runtime, spec_, 12, rnd) for spec_ in SPECS]
+    logits = torch.randn(len(holes), len(runtime.text_bytes),
+                         generator=torch.Generator().manual_seed(seed))
+
+    def picks(limit):
+        saved, choosing.SPARSE_MAX = choosing.SPARSE_MAX, limit
+        try:
+            return [pick(hole, row, torch.Generator().manual_seed(seed + i))
+                    for i, (hole, row) in enumerate(zip(holes, logits))]
+        finally:
+            choosing.SPARSE_MAX = saved
+
+    def pick(hole, row, rng):
+        try:
+            return choosing.pick_token(hole, row, spec, rng)
+        except LmqConstraintError:  # nothing allowed (the budget is too small for a date)
+            return None, 0.0
+
+    sparse, dense = picks(10 ** 6), picks(-1)
+    assert [p[0] for p in sparse] == [p[0] for p in dense]
+    assert [p[1] for p in sparse] == pytest.approx([p[1] for p in dense])
+
+
 def test_a_row_with_nothing_allowed_is_none(runtime):
     def run(tree, budget):
         return HoleRun(HoleSpec("X", tree), runtime.guide(tree), runtime.text_bytes,
@@ -92,11 +122,19 @@ def test_a_row_with_nothing_allowed_is_none(runtime):
     assert picks[0] is None and picks[1] is not None
 
 
+@pytest.mark.parametrize("decoder", ["argmax", "sample(n=2, seed=5)"])
 @pytest.mark.parametrize("limit", [-1, 10 ** 6])
-def test_programs_decode_alike_sparse_or_dense(monkeypatch, limit):
+def test_programs_decode_alike_sparse_or_dense(monkeypatch, limit, decoder):
     inputs = [{"x": i} for i in range(3)]
-    default = [lmq.query('"{x} ' + p[1:], model="tiny-random").batch(inputs) for p in PROGRAMS]
+
+    def run():
+        return [lmq.query('"{x} ' + p[1:], model="tiny-random", decoder=decoder).batch(inputs)
+                for p in PROGRAMS]
+
+    def values(results):
+        return [[r.variables for r in (x if isinstance(x, list) else [x])] for x in results]
+
+    default = run()
     monkeypatch.setattr(choosing, "SPARSE_MAX", limit)
-    other = [lmq.query('"{x} ' + p[1:], model="tiny-random").batch(inputs) for p in PROGRAMS]
-    for program, a, b in zip(PROGRAMS, default, other):
-        assert [r.variables for r in a] == [r.variables for r in b], program
+    for program, a, b in zip(PROGRAMS, default, run()):
+        assert values(a) == values(b), program
