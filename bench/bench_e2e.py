@@ -14,6 +14,8 @@ prompts, greedy, measured in one run (rounds interleaved, medians).
    the same way for everyone: the output text re-encoded by the tokenizer (EOS not counted).
    "cold" is the first call (lmq: constraint compile and first masks; Outlines: the
    ``Generator`` build, the index of the whole language, plus its first call).
+3. Sampling: lmq ``sample(n=16)`` (with and without ``top_p``) against ``generate(do_sample=True,
+   num_return_sequences=16)`` on one prompt, and lmq alone on the date regex.
 
     python bench/bench_e2e.py [--quick] [--model smollm2|smollm2-shape] [--device cuda]
 """
@@ -178,6 +180,57 @@ def unconstrained(backend: Any, args: Any, repeat: int) -> Table:
     return table
 
 
+def hf_sample(backend: Any, tokenizer: Any, text: str, rows: int, new: int, top_p: float | None,
+              seed: int) -> int:
+    import torch
+
+    torch.manual_seed(seed)
+    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False)
+    batch = {k: v.to(backend.device) for k, v in batch.items()}
+    with torch.inference_mode():
+        out = backend.model.generate(**batch, do_sample=True, top_p=top_p or 1.0, top_k=0,
+                                     num_return_sequences=rows, max_new_tokens=new,
+                                     min_new_tokens=new, pad_token_id=tokenizer.pad_token_id)
+    return (out.shape[1] - batch["input_ids"].shape[1]) * rows
+
+
+def sampling(backend: Any, args: Any, repeat: int) -> Table:
+    """lmq ``sample(n=16)`` against ``generate(do_sample=True, num_return_sequences=16)``
+    on one prompt, free text and a date regex (lmq only: generate has no constraints)."""
+    new, rows = (16 if args.quick else 32), 16
+    tokenizer = own_tokenizer(backend)
+    table = Table(f"End-to-end, sampling: lmq sample(n={rows}) vs transformers generate "
+                  f"(do_sample, {rows} sequences)", command_line("bench_e2e.py", args),
+                  ["task", "top_p", "lmq tok/s", "generate tok/s", "lmq / generate",
+                   "lmq forward passes"])
+    prompt = "Write a sentence about the sea:"
+    for top_p in (None, 0.9):
+        settings = f"n={rows}, seed=1" + (f", top_p={top_p}" if top_p else "")
+        q = lmq_query(f'sample({settings})\n    "{prompt}[X]" where len(TOKENS(X)) == {new}',
+                      backend)
+        contenders = {
+            "lmq": lambda q=q: sum(a.stats["generated_tokens"] for a in q()),
+            "generate": lambda top_p=top_p: hf_sample(backend, tokenizer, prompt, rows, new,
+                                                      top_p, 1),
+        }
+        times, results, _ = interleaved(contenders, repeat, backend.device)
+        assert results["lmq"] == results["generate"] == new * rows, results
+        tps = {name: new * rows / median(t) for name, t in times.items()}
+        table.add(f"free {new} tokens", top_p or "–", tps["lmq"], tps["generate"],
+                  ratio(tps["lmq"], tps["generate"]), q()[0].stats["forward_passes"])
+    date = lmq_query(f'sample(n={rows}, seed=1)\n    "When did the Berlin wall fall? Give the '
+                     f'date as YYYY-MM-DD: [X]" where REGEX(X, r"{DATE}")', backend)
+    times, _, _ = interleaved({"lmq": date}, repeat, backend.device)
+    answers = date()
+    tokens = sum(len(backend.encode(a.variables["X"])) for a in answers)
+    table.add("regex (date)", "–", tokens / median(times["lmq"]), "–", "–",
+              answers[0].stats["forward_passes"])
+    table.notes.append(f"{describe(backend)}; medians of {repeat} interleaved rounds after a "
+                       "warm-up round; one prompt, 16 rows; generate with top_k=0 (no top-k, "
+                       "as lmq's default). Date: tokens = values re-encoded.")
+    return table
+
+
 # ----------------------------------------------------------------------------- constrained
 
 
@@ -279,6 +332,8 @@ def main(argv: list[str] | None = None) -> list[Table]:
     tables = [unconstrained(backend, args, repeat)]
     tables[-1].show()
     tables.append(constrained(backend, args, repeat))
+    tables[-1].show()
+    tables.append(sampling(backend, args, repeat))
     tables[-1].show()
     return tables
 
