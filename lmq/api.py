@@ -166,9 +166,10 @@ class Query:
     def stream(self, *args: Any, **params: Any) -> Iterator[dict[str, Any]]:
         """Run once, yielding events as they happen: ``{"event": "token", "hole", "text",
         "token", "logprob", "instance"}`` for each token appended to a hole, ``{"event":
-        "hole", "hole", "text", "value", "instance"}`` when a hole is done, and last
-        ``{"event": "result", "result": Result}``. Closing the generator early stops the
-        run at its next token."""
+        "retract", "hole", "text", "instance"}`` when the hole's tokens so far are dropped and
+        it starts again (a ``prefer`` cascade's rejected attempt), ``{"event": "hole", "hole",
+        "text", "value", "instance"}`` when a hole is done, and last ``{"event": "result",
+        "result": Result}``. Closing the generator early stops the run at its next token."""
         bound = self.bind(args, params)
         events: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()

@@ -362,6 +362,7 @@ class Decoding:
         self.forward_passes += passes
         if row.plan.review is None:
             return True
+        self._emit(row, "retract", text=hole.ending.value.decode("utf-8", errors="replace"))
         row.score = row.plan.start_score = plan.start_score
         row.context.sync(row.plan.segments(row.state.context), row.state.role)
         row.hole = open_hole(request, row.context, row.runtime, self.decoder_for(row).max_tokens,
@@ -389,7 +390,9 @@ class Decoding:
 
     def _emit(self, row: Row, kind: str, **data: Any) -> None:
         """Tell the listener about progress: ``token`` (a token appended to a hole; text is
-        the token's own text, possibly a partial character) and ``hole`` (a value done)."""
+        the token's own text, possibly a partial character), ``retract`` (the hole's tokens
+        so far are dropped and it starts again: a cascade's rejected attempt, whose value is
+        the text) and ``hole`` (a value done)."""
         if self.on_event is not None and row.request is not None:
             self.on_event({"event": kind, "instance": row.instance,
                            "hole": row.request.hole.name, **data})

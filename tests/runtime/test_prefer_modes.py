@@ -165,3 +165,23 @@ def test_plausibility_is_checked():
         lmq.query(PROGRAM.replace("MODE", '"contrastive", plausability=0.1')
                   .replace("WHERE", "INT(A)").replace("ORDER", "context"))
     assert "did you mean 'plausibility'?" in str(caught.value)
+
+
+def test_streaming_a_cascade_retracts_each_rejected_attempt():
+    source = PROGRAM.replace("MODE", '"cascade", margin=margin').replace(
+        "WHERE", f"A in {CITIES}").replace("ORDER", "instruction > context > parametric")
+    events = list(lmq.query(source, model="tiny-random").stream(
+        instruction=INSTRUCTION, margin=math.inf))
+    shown = ""  # what a client rendering the stream shows for A
+    retracted = []
+    for event in events:
+        if event["event"] == "token":
+            shown += event["text"]
+        elif event["event"] == "retract":
+            assert event["text"] == shown and event["hole"] == "A"
+            retracted.append(shown)
+            shown = ""
+    result = events[-1]["result"]
+    assert len(retracted) == 2  # the instruction's and the context's answers
+    assert [s["answer"] for s in steps(result)][:2] == [r.strip() for r in retracted]
+    assert shown == result.variables["A"]
