@@ -102,8 +102,7 @@ def greedy_batch(holes: Sequence[HoleRun],
     those tokens' logits alone (:data:`SPARSE_MAX`); the others get their masks from the
     device's :class:`MaskBank`, one ``where`` and one ``argmax`` for all of them."""
     stacked = torch.stack(list(logits))
-    limit = SPARSE_MAX if stacked.device.type == "cpu" else -1
-    ids = [hole.allowed_ids(limit) if limit >= 0 else None for hole in holes]
+    ids = [_few_allowed(hole, stacked.device) for hole in holes]
     sparse = [i for i, row_ids in enumerate(ids) if row_ids is not None and len(row_ids)]
     dense = [i for i, row_ids in enumerate(ids) if row_ids is None]
     tokens = torch.zeros(len(holes), dtype=torch.long)
@@ -126,6 +125,12 @@ def greedy_batch(holes: Sequence[HoleRun],
         - torch.logsumexp(stacked, -1)
     return [(token, logprob) if ok else None for token, logprob, ok in
             zip(tokens.tolist(), logprobs.tolist(), torch.isfinite(best).tolist())]
+
+
+def _few_allowed(hole: HoleRun, device: torch.device) -> np.ndarray | None:
+    """The ids the hole allows where they are few (:data:`SPARSE_MAX`) and the logits are on
+    the CPU; None otherwise."""
+    return hole.allowed_ids(SPARSE_MAX) if device.type == "cpu" else None
 
 
 def _argmax(scores: torch.Tensor) -> torch.Tensor:
@@ -153,7 +158,7 @@ def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
     :data:`SPARSE_MAX` tokens decides among their logits alone: the same token as masking
     the row (the cumulative sums :func:`draw` inverts are the same), in a fraction of the
     time. The hole fails when nothing is allowed."""
-    ids = hole.allowed_ids(SPARSE_MAX) if logits.device.type == "cpu" else None
+    ids = _few_allowed(hole, logits.device)
     columns = None if ids is None else torch.tensor(ids)  # a copy: ids may be read-only
     scores = masked(hole, logits) if columns is None else logits[columns]
     if columns is not None and not torch.isfinite(scores).any():
