@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +28,7 @@ from lmq.decoders import DecoderSpec
 from lmq.errors import LmqCompileError, LmqError, LmqParameterError
 from lmq.limits import Limits
 from lmq.result import BatchResults, Result
+from lmq.streaming import stream_events
 
 log = logging.getLogger("lmq")
 
@@ -171,41 +171,8 @@ class Query:
         "text", "value", "instance"}`` when a hole is done, and last ``{"event": "result",
         "result": Result}``. Closing the generator early stops the run at its next token."""
         bound = self.bind(args, params)
-        events: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
-
-        def listen(event: dict[str, Any]) -> None:
-            if stop.is_set():
-                raise _StreamClosed
-            if event["event"] not in ("done", "failed"):  # the result event says it
-                events.put(event)
-
-        def work() -> None:
-            try:
-                answer = self._execute([bound], True, on_event=listen)[0]
-                events.put({"event": "result", "result": answer})
-            except _StreamClosed:
-                pass
-            except BaseException as error:  # noqa: BLE001 - re-raised in the consumer's thread
-                events.put(_Failure(error))
-            finally:
-                events.put(_DONE)
-
-        worker = threading.Thread(target=work, name="lmq-stream", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = events.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
-        finally:
-            stop.set()
-            worker.join()
-
-    # ------------------------------------------------------------ plumbing
+        yield from stream_events(
+            lambda listen: self._execute([bound], True, on_event=listen)[0])
 
     def bind(self, args: Sequence[Any], params: Mapping[str, Any]) -> dict[str, Any]:
         """Positional arguments bound by :attr:`signature`, keywords as they are,
@@ -270,19 +237,6 @@ class Query:
     def __repr__(self) -> str:
         label = f"{self.name}: " if self.name else ""
         return f"Query({label}params={list(self.params)})"
-
-
-class _StreamClosed(BaseException):
-    """Raised from the event listener to stop a run whose stream was closed (a
-    BaseException so that no handler on the way mistakes it for a program error)."""
-
-
-@dataclasses.dataclass
-class _Failure:
-    error: BaseException
-
-
-_DONE = object()
 
 
 def _add_stats(total: dict[str, Any], part: Mapping[str, Any]) -> None:
