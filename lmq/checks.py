@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from lmq import ir
-from lmq.checks_atoms import check_atom
+from lmq.checks_atoms import check_atom, check_pattern
 from lmq.decoders import DecoderSpec, NotConstant, constant_value, decoder_spec
 from lmq.emptiness import check_not_empty
 from lmq.errors import (
@@ -38,7 +38,6 @@ from lmq.errors import (
 )
 from lmq.lower import lower_source, program_holes
 from lmq.names import bound_names, children, query_defs
-from lmq.regular import check_regex
 
 ALLOWED_BUILTINS = frozenset((  # LANGUAGE.md section 3; lmq.runtime.sandbox provides them
     "len range str int float bool list dict tuple set enumerate zip min max sum sorted "
@@ -182,7 +181,8 @@ class _Checker:
         if hole.regex is not None:
             text = self.source.text[hole.span.start:hole.span.end]
             match = re.search(r":\s*[rR]['\"]", text)
-            self.regex(hole.regex, hole.span.start + (match.end() if match else 0), hole)
+            check_pattern(self, hole.regex, hole.span.start + (match.end() if match else 0),
+                          hole)
         query = hole.query
         if query is not None:
             function = query.func if isinstance(query, ir.Call) else query
@@ -373,22 +373,6 @@ class _Checker:
         for expr in atom.args + tuple(k.value for k in atom.keywords):
             self.expr(expr, scope)
         check_atom(self, atom)
-
-    def regex(self, pattern: str, start: int, where: ir.Node,
-              offsets: list[int] | None = None) -> None:
-        """Check a pattern whose first character is at file offset ``start``."""
-        try:
-            check_regex(pattern)
-        except LmqCompileError as error:
-            offset = getattr(error, "offset", 0)
-            if offsets is not None:
-                offset = offsets[offset] if offset < len(offsets) else (
-                    offsets[-1] + 1 if offsets else 0)
-            position = start + offset
-            span = self.source.span(position, position + 1)
-            if not (where.span.start <= position < where.span.end):
-                span = where.span
-            raise LmqCompileError(error.message, span, self.source) from None
 
     def distribution(self, node: ir.Distribution, holes: list[str]) -> None:
         if not holes or holes[-1] != node.hole:

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from lmq import ir
 from lmq.decoders import NotConstant, constant_value
+from lmq.errors import LmqCompileError
 from lmq.lower_expr import decode_literal, literal_parts
+from lmq.regular import check_regex
 
 if TYPE_CHECKING:
     from lmq.checks import _Checker
@@ -71,7 +73,7 @@ def check_atom(checker: _Checker, atom: ir.Atom) -> None:
                         atom.args[0])
         if known:
             start, offsets = _literal_offsets(checker, atom.args[0])
-            checker.regex(pattern, start, atom.args[0], offsets)
+            check_pattern(checker, pattern, start, atom.args[0], offsets)
     elif kind == "labels":
         _labels(checker, atom)
     elif kind == "json":
@@ -135,3 +137,22 @@ def _literal_offsets(checker: _Checker, expr: ir.Expr) -> tuple[int, list[int] |
     if not isinstance(expr, ir.Const) or value != expr.value:
         return expr.span.start, None  # concatenated literals
     return expr.span.start + start, offsets
+
+
+def check_pattern(checker: _Checker, pattern: str, start: int, where: ir.Node,
+                  offsets: list[int] | None = None) -> None:
+    """Check a regex whose first character is at file offset ``start`` (``offsets``: the
+    file offset of each pattern character, for a literal with escapes); an error points
+    at the position inside the pattern."""
+    try:
+        check_regex(pattern)
+    except LmqCompileError as error:
+        offset = getattr(error, "offset", 0)
+        if offsets is not None:
+            offset = offsets[offset] if offset < len(offsets) else (
+                offsets[-1] + 1 if offsets else 0)
+        position = start + offset
+        span = checker.source.span(position, position + 1)
+        if not (where.span.start <= position < where.span.end):
+            span = where.span
+        raise LmqCompileError(error.message, span, checker.source) from None
