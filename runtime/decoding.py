@@ -252,8 +252,11 @@ class Decoding:
             self.distribution(row, logits, request.distribution)
             return
         assert row.hole is not None
-        token, logprob = pick or self.pick(row.hole, logits, row.rng, self.decoder_for(row))
-        self.apply(row, token, logprob)
+        if pick is None:  # the choice is timed as mask time
+            start = time.perf_counter()
+            pick = pick_token(row.hole, logits, self.decoder_for(row), row.rng)
+            self.mask_seconds += time.perf_counter() - start
+        self.apply(row, *pick)
 
     def pick_greedy(self, rows: list[Row],
                     logits: list[torch.Tensor]) -> dict[int, tuple[int, float]]:
@@ -306,15 +309,6 @@ class Decoding:
             self.forced_since_call += 1
             self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
                        token=token, logprob=0.0)
-
-    def pick(self, hole: HoleRun, logits: torch.Tensor, rng: torch.Generator | None,
-             decoder: DecoderSpec) -> tuple[int, float]:
-        """The next token under the hole's mask and ``decoder`` (the choice is timed as mask
-        time)."""
-        start = time.perf_counter()
-        pick = pick_token(hole, logits, decoder, rng)
-        self.mask_seconds += time.perf_counter() - start
-        return pick
 
     def decoder_for(self, row: Row) -> DecoderSpec:
         """The run's decoder with the generation settings (``temperature``, ``top_k``,

@@ -6,10 +6,10 @@ only the listed properties are generated. Parts the schema leaves unbounded get 
 bounds below. What a finite automaton cannot check exactly (``multipleOf``,
 ``uniqueItems``, overlapping ``oneOf`` alternatives, ``not``, recursive ``$ref`` …) is a
 compile error naming the keyword, never a silently weaker check; ``format`` is enforced for
-``date``, ``time``, ``date-time`` and ``uuid`` and, being an annotation in JSON Schema,
-ignored otherwise. A schema without constraints (``{}``, ``true``) generates a scalar (see
-:func:`_any`) and an object without ``properties`` generates ``{}``: valid, but not every
-valid value.
+``date`` (calendar dates: no 30 February), ``time``, ``date-time`` and ``uuid`` and, being
+an annotation in JSON Schema, ignored otherwise. A schema without constraints (``{}``,
+``true``) generates a scalar (see :func:`_any`) and an object without ``properties``
+generates ``{}``: valid, but not every valid value.
 
 String escapes: ``\\uXXXX`` is allowed for non-surrogates only, so every escape decodes to
 exactly one character and ``minLength``/``maxLength`` count exactly.
@@ -37,7 +37,13 @@ _NATURAL = rf"(0|[1-9][0-9]{{0,{DIGITS - 1}}})"
 _NUMBER = rf"{_NATURAL}(\.[0-9]{{1,{DIGITS}}})?([eE][-+]?[0-9]{{1,2}})?"
 _TIME = (r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
          r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
-_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+# calendar dates of years 0001-9999 (as Python's date.fromisoformat): 29 February only in
+# leap years (divisible by 4, and by 400 where divisible by 100)
+_YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
+_DATE = rf"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
 FORMATS = {"date": _DATE, "time": _TIME, "date-time": f"{_DATE}T{_TIME}",
            "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"}
 

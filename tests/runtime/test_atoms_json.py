@@ -231,3 +231,21 @@ def test_node_from_text_and_errors():
     for bad in ("{", 3, {"a": {1, 2}}):
         with pytest.raises((TypeError, ValueError)):
             rg.json_node(bad)
+
+
+def test_the_date_format_admits_exactly_the_calendar_dates():
+    import datetime
+
+    from lmq.runtime.fsm_json import FORMATS
+
+    pattern = re.compile(FORMATS["date"])
+    for year in ("0000", "0001", "0004", "0100", "0400", "1900", "2000", "2023", "2024", "9999"):
+        for month in range(0, 14):
+            for day in range(0, 33):
+                text = f"{year}-{month:02d}-{day:02d}"
+                try:
+                    datetime.date.fromisoformat(text)
+                    valid = True
+                except ValueError:
+                    valid = False
+                assert bool(pattern.fullmatch(text)) == valid, text
