@@ -25,7 +25,7 @@ from typing import Any
 
 from lmq import regular as rg
 from lmq.errors import LmqCompileError
-from lmq.runtime.fsm_pattern import safe_pattern
+from lmq.runtime.fsm_pattern import FORMATS, safe_pattern
 
 STRING_CHARS = 256  # default maxLength
 ARRAY_ITEMS = 16  # default maxItems
@@ -35,18 +35,6 @@ _CHAR = (r'([^"\\\x00-\x1f]|\\(["\\/bfnrt]|u([0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}'
          r'|[dD][0-7][0-9a-fA-F]{2})))')
 _NATURAL = rf"(0|[1-9][0-9]{{0,{DIGITS - 1}}})"
 _NUMBER = rf"{_NATURAL}(\.[0-9]{{1,{DIGITS}}})?([eE][-+]?[0-9]{{1,2}})?"
-_TIME = (r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
-         r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
-# calendar dates of years 0001-9999 (as Python's date.fromisoformat): 29 February only in
-# leap years (divisible by 4, and by 400 where divisible by 100)
-_YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
-_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
-_MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
-_DATE = rf"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
-FORMATS = {"date": _DATE, "time": _TIME, "date-time": f"{_DATE}T{_TIME}",
-           "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"}
-
 _ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
                 "deprecated", "readOnly", "writeOnly", "$defs", "definitions", "format",
                 "contentMediaType", "contentEncoding"}

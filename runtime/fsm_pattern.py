@@ -1,5 +1,5 @@
-"""A JSON Schema ``pattern`` as a regex over the inside of a JSON string (for
-:mod:`lmq.runtime.fsm_json`).
+"""A JSON Schema ``pattern`` as a regex over the inside of a JSON string, and the regexes
+of the enforced ``format`` values (for :mod:`lmq.runtime.fsm_json`).
 
 JSON Schema patterns search (they are unanchored unless they say ``^``/``$``) and apply to
 the decoded string. :func:`safe_pattern` rewrites a pattern so that it fully matches the
@@ -20,6 +20,18 @@ from interegular import patterns as ip
 
 from lmq import regular as rg
 from lmq.errors import LmqCompileError
+
+_TIME = (r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+         r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
+# calendar dates of years 0001-9999 (as Python's date.fromisoformat): 29 February only in
+# leap years (divisible by 4, and by 400 where divisible by 100)
+_YEAR = r"(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (r"((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+              r"|02-(0[1-9]|1[0-9]|2[0-8]))")
+_DATE = rf"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+FORMATS = {"date": _DATE, "time": _TIME, "date-time": f"{_DATE}T{_TIME}",
+           "uuid": "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"}
 
 _UNSAFE = {'"', "\\"} | {chr(c) for c in range(0x20)}
 _UNSAFE_CLASS = r'"\\\x00-\x1f'

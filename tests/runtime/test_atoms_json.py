@@ -236,7 +236,7 @@ def test_node_from_text_and_errors():
 def test_the_date_format_admits_exactly_the_calendar_dates():
     import datetime
 
-    from lmq.runtime.fsm_json import FORMATS
+    from lmq.runtime.fsm_pattern import FORMATS
 
     pattern = re.compile(FORMATS["date"])
     for year in ("0000", "0001", "0004", "0100", "0400", "1900", "2000", "2023", "2024", "9999"):
