@@ -25,16 +25,15 @@ from typing import Any
 
 from lmq import regular as rg
 from lmq.errors import LmqCompileError
-from lmq.runtime.fsm_pattern import FORMATS, safe_pattern
+from lmq.runtime.fsm_pattern import FORMATS, STRING_CHAR, safe_pattern
 
 STRING_CHARS = 256  # default maxLength
 ARRAY_ITEMS = 16  # default maxItems
 DIGITS = 16  # integer and fraction digits of a number without bounds
 
-_CHAR = (r'([^"\\\x00-\x1f]|\\(["\\/bfnrt]|u([0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}'
-         r'|[dD][0-7][0-9a-fA-F]{2})))')
 _NATURAL = rf"(0|[1-9][0-9]{{0,{DIGITS - 1}}})"
 _NUMBER = rf"{_NATURAL}(\.[0-9]{{1,{DIGITS}}})?([eE][-+]?[0-9]{{1,2}})?"
+
 _ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
                 "deprecated", "readOnly", "writeOnly", "$defs", "definitions", "format",
                 "contentMediaType", "contentEncoding"}
@@ -237,7 +236,7 @@ class _Compiler:
             return _pattern_string(schema["pattern"])
         low = _count(schema, "minLength", 0)
         high = _count(schema, "maxLength", max(STRING_CHARS, low))
-        return None if high < low else f'"{_CHAR}{{{low},{high}}}"'
+        return None if high < low else f'"{STRING_CHAR}{{{low},{high}}}"'
 
     def type_integer(self, schema: dict) -> str | None:
         low, high = _lower(schema), _upper(schema)
@@ -314,7 +313,7 @@ def _sequence(item: str | None, low: int, high: int, open_: str, close: str) -> 
 
 def _any() -> str:
     """Any scalar (what ``{}``/``true`` generate: an automaton cannot nest without bound)."""
-    return f'("{_CHAR}{{0,{STRING_CHARS}}}"|-?{_NUMBER}|true|false|null)'
+    return f'("{STRING_CHAR}{{0,{STRING_CHARS}}}"|-?{_NUMBER}|true|false|null)'
 
 
 def _count(schema: dict, keyword: str, default: int) -> int:

@@ -21,6 +21,9 @@ from interegular import patterns as ip
 from lmq import regular as rg
 from lmq.errors import LmqCompileError
 
+# one character of a JSON string's text: unescaped, or an escape of exactly one character
+STRING_CHAR = (r'([^"\\\x00-\x1f]|\\(["\\/bfnrt]|u([0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}'
+               r'|[dD][0-7][0-9a-fA-F]{2})))')
 _TIME = (r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
          r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])")
 # calendar dates of years 0001-9999 (as Python's date.fromisoformat): 29 February only in
