@@ -209,19 +209,20 @@ def sampling(backend: Any, args: Any, repeat: int) -> Table:
         q = lmq_query(f'sample({settings})\n    "{prompt}[X]" where len(TOKENS(X)) == {new}',
                       backend)
         contenders = {
-            "lmq": lambda q=q: sum(a.stats["generated_tokens"] for a in q()),
+            "lmq": q,
             "generate": lambda top_p=top_p: hf_sample(backend, tokenizer, prompt, rows, new,
                                                       top_p, 1),
         }
         times, results, _ = interleaved(contenders, repeat, backend.device)
-        assert results["lmq"] == results["generate"] == new * rows, results
+        generated = sum(a.stats["generated_tokens"] for a in results["lmq"])
+        assert generated == results["generate"] == new * rows, (generated, results)
         tps = {name: new * rows / median(t) for name, t in times.items()}
         table.add(f"free {new} tokens", top_p or "–", tps["lmq"], tps["generate"],
-                  ratio(tps["lmq"], tps["generate"]), q()[0].stats["forward_passes"])
+                  ratio(tps["lmq"], tps["generate"]), results["lmq"][0].stats["forward_passes"])
     date = lmq_query(f'sample(n={rows}, seed=1)\n    "When did the Berlin wall fall? Give the '
                      f'date as YYYY-MM-DD: [X]" where REGEX(X, r"{DATE}")', backend)
-    times, _, _ = interleaved({"lmq": date}, repeat, backend.device)
-    answers = date()
+    times, results, _ = interleaved({"lmq": date}, repeat, backend.device)
+    answers = results["lmq"]
     tokens = sum(len(backend.encode(a.variables["X"])) for a in answers)
     table.add("regex (date)", "–", tokens / median(times["lmq"]), "–", "–",
               answers[0].stats["forward_passes"])

@@ -4,6 +4,7 @@ tokens with the same log-probabilities."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -36,6 +37,17 @@ SPECS = [
 @pytest.fixture(scope="module")
 def runtime():
     return RUNTIMES.get(load_backend("tiny-random"))
+
+
+@contextlib.contextmanager
+def sparse_max(limit: int):
+    """``choosing.SPARSE_MAX`` set to ``limit`` (-1: every row dense) for a block (Hypothesis
+    tests cannot take the function-scoped ``monkeypatch``)."""
+    saved, choosing.SPARSE_MAX = choosing.SPARSE_MAX, limit
+    try:
+        yield
+    finally:
+        choosing.SPARSE_MAX = saved
 
 
 def walk(runtime, spec: HoleSpec, budget: int, rnd: random.Random) -> HoleRun:
@@ -73,11 +85,8 @@ def test_sparse_and_dense_pick_the_same_tokens(runtime, rnd, seed):
     logits = list(torch.randn(len(holes), len(runtime.text_bytes), generator=generator))
     logits[0][:] = 0.0  # ties: the lowest allowed id wins either way
     sparse = choosing.greedy_batch(holes, logits)
-    saved, choosing.SPARSE_MAX = choosing.SPARSE_MAX, -1
-    try:
+    with sparse_max(-1):
         dense = choosing.greedy_batch(holes, logits)
-    finally:
-        choosing.SPARSE_MAX = saved
     assert [p and p[0] for p in sparse] == [p and p[0] for p in dense]
     assert [p and p[1] for p in sparse] == pytest.approx([p and p[1] for p in dense])
 
@@ -92,12 +101,9 @@ def test_sparse_and_dense_sampling_draw_the_same_tokens(runtime, rnd, seed, spec
                          generator=torch.Generator().manual_seed(seed))
 
     def picks(limit):
-        saved, choosing.SPARSE_MAX = choosing.SPARSE_MAX, limit
-        try:
+        with sparse_max(limit):
             return [pick(hole, row, torch.Generator().manual_seed(seed + i))
                     for i, (hole, row) in enumerate(zip(holes, logits))]
-        finally:
-            choosing.SPARSE_MAX = saved
 
     def pick(hole, row, rng):
         try:
