@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from common import PROMPTS, sync
 
-from lmq.runtime.models import load_backend
+from lmq.runtime.backends.hf_models import load_backend
 
 NEW_TOKENS = 48
 

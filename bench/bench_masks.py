@@ -51,9 +51,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 from lmq import regular as rg
-from lmq.runtime import fsm
-from lmq.runtime.guide import DfaGuide
-from lmq.runtime.tokens import TokenIndex
+from lmq.runtime.automata import fsm
+from lmq.runtime.automata.guide import DfaGuide
+from lmq.runtime.automata.tokens import TokenIndex
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CASES = [
@@ -251,8 +251,8 @@ def choice_table(index: TokenIndex, steps: int = 8, rounds: int = 15) -> None:
     import torch
 
     from lmq.constraints import HoleSpec
-    from lmq.runtime import choosing
-    from lmq.runtime.holes import HoleRun
+    from lmq.runtime.decoding import choosing
+    from lmq.runtime.decoding.holes import HoleRun
 
     print("\ngreedy choice per step on the CPU, median us: sparse gather for states allowing "
           f"at most {choosing.SPARSE_MAX} tokens (default) vs dense masks for every row")

@@ -89,7 +89,7 @@ def start_lmql(args: Any) -> tuple[LmqlWorker | None, str]:
         return None, f"LMQL is run on smollm2 only (this run: {args.model})"
     if not LMQL_PYTHON.exists():
         return None, f"no LMQL venv at {LMQL_PYTHON.parent.parent} (see RESULTS.md)"
-    from lmq.runtime.models import smollm2_folder
+    from lmq.runtime.backends.hf_models import smollm2_folder
 
     try:
         return LmqlWorker(str(smollm2_folder()), args.threads), ""

@@ -2,14 +2,14 @@
 
 Models (``--model``):
 
-* ``smollm2`` (default) — the packaged SmolLM2-135M-Instruct (:mod:`lmq.runtime.models`).
+* ``smollm2`` (default) — the packaged SmolLM2-135M-Instruct (:mod:`lmq.runtime.backends.hf_models`).
 * ``smollm2-shape`` — a Llama with SmolLM2-135M's exact configuration (30 layers, 576 wide,
   49,152 tokens) and seeded random weights, with SmolLM2's tokenizer: the same cost per token
   as the real model, for machines that cannot receive the 93 MB GGUF (the GPU machine). Its
   tokenizer comes from the converted SmolLM2 cache when there is one, else from
   ``$LMQ_BENCH_TOKENIZER`` or :data:`TOKENIZER_DIR` (``python bench/common.py
   export-tokenizer`` writes it there; carry that folder to the other machine).
-* ``tiny-random`` and ``hf:PATH`` / ``gguf:FILE`` as in :mod:`lmq.runtime.models`.
+* ``tiny-random`` and ``hf:PATH`` / ``gguf:FILE`` as in :mod:`lmq.runtime.backends.hf_models`.
 
 Timing: :func:`interleaved` runs every contender once per round, round after round, after one
 warm-up round, and reports medians, so machine load drifting during a run hits all of them
@@ -82,7 +82,7 @@ def smollm2_tokenizer_folder() -> Path:
     """A folder holding SmolLM2's tokenizer: the converted model cache when it exists or the
     packaged GGUF can be converted, else ``$LMQ_BENCH_TOKENIZER``, else :data:`TOKENIZER_DIR`."""
     from lmq.errors import LmqModelError
-    from lmq.runtime.models import smollm2_folder
+    from lmq.runtime.backends.hf_models import smollm2_folder
 
     explicit = os.environ.get("LMQ_BENCH_TOKENIZER")
     if explicit and (Path(explicit) / "tokenizer.json").is_file():
@@ -136,7 +136,7 @@ _SHAPE_BACKENDS: dict[tuple[str, str], Any] = {}
 def load_bench_backend(spec: str = "smollm2", device: str | None = None,
                        dtype: str | None = None) -> Any:
     """The lmq backend for ``spec`` (see the module docstring); one per process and key."""
-    from lmq.runtime.models import _resolve_dtype, load_backend
+    from lmq.runtime.backends.hf_models import _resolve_dtype, load_backend
 
     device = pick_device(device)
     if spec != "smollm2-shape":

@@ -8,7 +8,7 @@ equal to the parametric (world-knowledge) answer in the three conflict settings.
 Every mode runs the same program: a system line, the instruction and the context as
 ``{:instruction}`` / ``{:context}`` sections, the question and the answer style. ``plain``
 has no ``prefer`` clause; the others add ``prefer instruction > context > parametric with
-mode="…"`` (LANGUAGE.md section 9, ``lmq.runtime.prefer``), the path a ``.lmq`` file takes:
+mode="…"`` (LANGUAGE.md section 9, ``lmq.runtime.decoding.prefer``), the path a ``.lmq`` file takes:
 
 * ``prompt``: the sections rewritten as labelled sections after a precedence sentence;
 * ``cascade``: each source asked alone with an "unanswerable" way out, falling back down
@@ -38,8 +38,8 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import lmq
-from lmq.runtime import prefer
-from lmq.runtime.prefer import DEFAULT_PLAUSIBILITY
+from lmq.runtime.decoding import prefer
+from lmq.runtime.decoding.prefer import DEFAULT_PLAUSIBILITY
 from lmq.stdlib.knowledge import STYLE, SYSTEM, is_correct, source_answered
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

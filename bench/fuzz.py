@@ -76,7 +76,7 @@ def end_to_end(source: str, data: st.DataObject) -> None:
 
 
 def run_program(source: str, data: st.DataObject, e2e: bool) -> None:
-    from lmq.runtime.interpreter import ProgramState
+    from lmq.runtime.interpreter.program import ProgramState
 
     try:
         checked = compile_source(source, "fuzz.lmq")

@@ -46,7 +46,7 @@ def model_available(spec: str) -> tuple[str, str]:
     if spec != "smollm2":
         return spec, ""
     from lmq.errors import LmqModelError
-    from lmq.runtime.models import smollm2_folder
+    from lmq.runtime.backends.hf_models import smollm2_folder
 
     try:
         smollm2_folder()

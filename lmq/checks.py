@@ -39,7 +39,7 @@ from lmq.errors import (
 from lmq.lower import lower_source, program_holes
 from lmq.names import bound_names, children, query_defs
 
-ALLOWED_BUILTINS = frozenset((  # LANGUAGE.md section 3; lmq.runtime.sandbox provides them
+ALLOWED_BUILTINS = frozenset((  # LANGUAGE.md section 3; lmq.runtime.interpreter.sandbox provides them
     "len range str int float bool list dict tuple set enumerate zip min max sum sorted "
     "reversed abs round any all print repr isinstance").split())
 FORBIDDEN_BUILTINS = frozenset(dir(builtins)) - ALLOWED_BUILTINS

@@ -162,7 +162,7 @@ def command_check(args: argparse.Namespace) -> int:
 
 def command_models(args: argparse.Namespace) -> int:
     from lmq.config import default_model_name, load_config
-    from lmq.runtime.models import known_models
+    from lmq.runtime.backends.hf_models import known_models
 
     config = load_config()
     default = default_model_name(config)

@@ -87,7 +87,7 @@ def _regular(hole: ir.Hole, items: tuple[ir.Constraint, ...]) -> regular.Regular
 
 
 def _is_empty(tree: regular.Regular, where: ir.Constraint, source: Source) -> bool:
-    from lmq.runtime.fsm import compile_regular, is_empty  # numpy: only when needed
+    from lmq.runtime.automata.fsm import compile_regular, is_empty  # numpy: only when needed
 
     try:
         return is_empty(compile_regular(tree))

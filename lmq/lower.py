@@ -35,7 +35,7 @@ KNOWLEDGE_TAGS = ("instruction", "context")
 HOLE_TYPES = ("int", "float", "bool")
 KNOWLEDGE_SOURCES = ("instruction", "context", "parametric")
 PREFER_OPTIONS = ("mode", "strength", "margin", "sentinel", "plausibility")
-PREFER_MODES = ("contrastive", "prompt", "cascade")  # run by lmq.runtime.prefer
+PREFER_MODES = ("contrastive", "prompt", "cascade")  # run by lmq.runtime.decoding.prefer
 
 
 @dataclass(frozen=True)

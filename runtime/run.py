@@ -21,9 +21,9 @@ from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqParameterError, did_you_mean
 from lmq.limits import Limits
 from lmq.result import Result, hole_constraints
-from lmq.runtime.choosing import seeded_generator
-from lmq.runtime.decoding import Decoding, Row
-from lmq.runtime.interpreter import ProgramState
+from lmq.runtime.decoding.choosing import seeded_generator
+from lmq.runtime.decoding.loop import Decoding, Row
+from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.specialists import ModelResolver
 
 _lock = threading.RLock()  # one decoding loop at a time per process: backends are stateful
@@ -113,7 +113,7 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
         decoding = Decoding(decoder, resolve, listen, force_tokens)
         try:
             if decoder.name == "beam":
-                from lmq.runtime.beam import run_beam
+                from lmq.runtime.decoding.beam import run_beam
 
                 finished = run_beam(decoding, rows, decoder.n, fail_fast)
             else:

@@ -25,14 +25,14 @@ from typing import Any
 from lmq.config import Config, Specialist, parse_specialist, resolve_model, specialist_model
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqModelError, LmqParameterError, did_you_mean
-from lmq.runtime.models import known_models, load_backend
+from lmq.runtime.backends.hf_models import known_models, load_backend
 
 SPEC_PREFIXES = ("hf:", "gguf:")
 
 
 class SpecialistBackend:
     """A specialist's view of a backend: the same model and rows, its own ``name`` (for the
-    trace) and ``system`` prompt (read by :class:`lmq.runtime.context.RowContext`).
+    trace) and ``system`` prompt (read by :class:`lmq.runtime.decoding.context.RowContext`).
     Everything else is the base backend's."""
 
     def __init__(self, base: Any, specialist: Specialist) -> None:

@@ -2,7 +2,7 @@
 
 Not importable from programs (``__all__`` is empty). The prompt a program would show the
 model before its first hole is rebuilt with the runtime's own pieces (interpreter segments,
-chat format, :class:`~lmq.runtime.context.RowContext`), so a continuation scored here gets
+chat format, :class:`~lmq.runtime.decoding.context.RowContext`), so a continuation scored here gets
 exactly the log-probability it would get as that hole's value.
 """
 
@@ -53,9 +53,9 @@ def prompt_ids(source: str, params: Mapping[str, Any], model: Any = None,
     (chat headers and the start token included). The program runs on the host's side up to
     that hole; the hole's inline ``from`` picks the model unless ``model`` is given."""
     from lmq.api import compile_cached
-    from lmq.runtime.context import Counters, RowContext
-    from lmq.runtime.engine import RUNTIMES
-    from lmq.runtime.interpreter import ProgramState
+    from lmq.runtime.decoding.context import Counters, RowContext
+    from lmq.runtime.decoding.model_runtime import RUNTIMES
+    from lmq.runtime.interpreter.program import ProgramState
 
     checked = compile_cached(source, "<stdlib>")
     state = ProgramState(checked.program, dict(params), dict(tools or {}))

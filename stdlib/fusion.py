@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lmq.runtime.companions import Ensemble
+from lmq.runtime.decoding.plans import Ensemble
 
 __all__ = ["fuse"]
 

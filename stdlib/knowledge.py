@@ -2,7 +2,7 @@
 
 Three ways to make an answer follow the highest-ranked source that addresses the question
 (PAPERS.md section 3.3). All three are modes of the ``prefer`` clause (LANGUAGE.md section
-9), run by the decoding loop (:mod:`lmq.runtime.prefer`); this module holds their text and
+9), run by the decoding loop (:mod:`lmq.runtime.decoding.prefer`); this module holds their text and
 decision rule, and host-side entry points:
 
 * **prompt** (``with mode="prompt"``) — the sources as labelled sections, highest
@@ -149,7 +149,7 @@ def _join(value: str | Iterable[str] | None) -> str:
 # ------------------------------------------------------------------ cascade mode
 
 # The sections are separate statements, so each is tagged with its source alone; the
-# cascade's views drop the other sources' sections (lmq.runtime.prefer).
+# cascade's views drop the other sources' sections (lmq.runtime.decoding.prefer).
 _CASCADE_PROGRAM = '''argmax
     "{:system}{system}{:user}"
     if instruction:

@@ -36,7 +36,7 @@ def smollm2_tokenizer(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2_index(smollm2_tokenizer):
     """The TokenIndex of SmolLM2's tokenizer (built fresh, not from the disk cache)."""
-    from lmq.runtime.tokens import TokenIndex
+    from lmq.runtime.automata.tokens import TokenIndex
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LMQ_NO_CACHE", "1")
@@ -56,7 +56,7 @@ class GuideChecks:
         after ``steps`` tokens; every chosen token is checked against the mask."""
         import numpy as np
 
-        from lmq.runtime.fsm import shortest_completion_len
+        from lmq.runtime.automata.fsm import shortest_completion_len
 
         distance = shortest_completion_len(guide.dfa)
         values = []

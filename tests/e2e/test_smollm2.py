@@ -29,7 +29,7 @@ def test_three_holes_reencode_nothing_and_feed_each_token_once():
 def test_greedy_hole_equals_transformers_generate():
     import torch
 
-    from lmq.runtime.models import load_backend
+    from lmq.runtime.backends.hf_models import load_backend
 
     backend = load_backend("smollm2")
     prompt = "Write one sentence about the history of Paris."

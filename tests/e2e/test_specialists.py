@@ -18,8 +18,8 @@ from lmq.cli import main
 from lmq.config import read_config
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqModelError, LmqParameterError
-from lmq.runtime.engine import RUNTIMES
-from lmq.runtime.models import load_backend
+from lmq.runtime.decoding.model_runtime import RUNTIMES
+from lmq.runtime.backends.hf_models import load_backend
 from lmq.runtime.specialists import ModelResolver
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "specialists"

@@ -16,7 +16,7 @@ from lmq_fuzz_programs import TEXT, Opaque, Sub, programs, values
 from lmq.checks import CheckedProgram, compile_source
 from lmq.errors import LmqError
 from lmq.limits import Limits
-from lmq.runtime.interpreter import ProgramState
+from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.run import execute
 
 LIMITS = Limits(steps=20_000, string_size=100_000, collection_size=10_000, int_digits=2_000,

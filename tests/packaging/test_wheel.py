@@ -15,7 +15,8 @@ def test_wheel_contains_grammar_and_works_outside_the_repo(tmp_path):
                     "-q", "-w", str(tmp_path / "dist"), str(ROOT)], check=True)
     wheel = next((tmp_path / "dist").glob("lmq-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("lmq/grammar/lmq.lark", "lmq/runtime/interpreter.py",
+    for expected in ("lmq/grammar/lmq.lark", "lmq/runtime/interpreter/program.py",
+                     "lmq/runtime/automata/guide.py", "lmq/runtime/decoding/loop.py",
                      "lmq/runtime/backends/hf.py", "lmq/stdlib/__init__.py"):
         assert expected in names
     target = tmp_path / "site"

@@ -25,7 +25,7 @@ ATTACKS = [
     ('"{x.__class__}"\n', 2, "'__class__' is not available"),
     ('x = getattr(1, "real")\n', 2, "'getattr' is not available"),
     ('x = "{}".format(1)\n', 2, "'.format' is not available"),
-    ('from lmq.runtime.models import load_model\n', 2, "importing from 'lmq.runtime.models'"),
+    ('from lmq.runtime.backends.hf_models import load_model\n', 2, "importing from 'lmq.runtime.backends.hf_models'"),
     ('"{x!r}"\n', 2, "conversions such as '!r' are not available"),
     ('x = "a" * 10**100\n"[A]"\n', 1, "(limits.string_size)"),
     ('x = range(10**12)\n', 1, "(limits.collection_size)"),

@@ -15,7 +15,7 @@ import pytest
 from lmq.checks import compile_source
 from lmq.errors import LmqError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
-from lmq.runtime.interpreter import ProgramState
+from lmq.runtime.interpreter.program import ProgramState
 
 SANDBOX = "(sandbox)"
 
@@ -57,7 +57,7 @@ class Canary:
     ("from os import system\n", "importing from 'os' is not allowed in lmq programs (sandbox)"),
     ("from subprocess import run\n", "importing from 'subprocess' is not allowed"),
     ("from lmq import runtime\n", "importing from 'lmq' is not allowed"),
-    ("from lmq.runtime.models import load_model\n", "importing from 'lmq.runtime.models'"),
+    ("from lmq.runtime.backends.hf_models import load_model\n", "importing from 'lmq.runtime.backends.hf_models'"),
     ("from lmq.stdlib import labels\n", "importing from 'lmq.stdlib' is not allowed"),
     ("from lmq.stdlib.labels.x import y\n", "importing from 'lmq.stdlib.labels.x'"),
     ("from lmq.stdlib.labels import _private\n", "'_private' is not available"),

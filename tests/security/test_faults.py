@@ -23,7 +23,7 @@ from lmq.errors import (
     LmqRuntimeError,
 )
 from lmq.limits import Limits
-from lmq.runtime.interpreter import ProgramState
+from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.run import execute
 
 TINY = "tiny-random"
@@ -130,7 +130,7 @@ def test_a_file_that_is_not_gguf(tmp_path, monkeypatch):
 
 
 def test_missing_model_package(monkeypatch, tmp_path):
-    from lmq.runtime import models
+    from lmq.runtime.backends import hf_models as models
 
     monkeypatch.setenv("LMQ_CACHE_DIR", str(tmp_path))  # no converted copy either
     real = models.importlib.util.find_spec
@@ -146,7 +146,7 @@ def test_missing_model_package(monkeypatch, tmp_path):
 
 
 def test_damaged_token_index_cache_is_rebuilt(smollm2_tokenizer, tmp_path, monkeypatch):
-    from lmq.runtime.tokens import TokenIndex
+    from lmq.runtime.automata.tokens import TokenIndex
 
     monkeypatch.setenv("LMQ_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("LMQ_NO_CACHE", raising=False)

@@ -16,7 +16,7 @@ import pytest
 from lmq.checks import compile_source
 from lmq.errors import LmqError, LmqLimitError, LmqParameterError
 from lmq.limits import Limits
-from lmq.runtime.interpreter import ProgramState
+from lmq.runtime.interpreter.program import ProgramState
 
 HANG_GUARD = 120.0  # seconds; only a hang comes near it
 SMALL = Limits(string_size=200_000, collection_size=20_000, memory=40_000_000)

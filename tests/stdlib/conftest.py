@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny():
     pytest.importorskip("torch")
-    from lmq.runtime.models import load_backend
+    from lmq.runtime.backends.hf_models import load_backend
 
     return load_backend("tiny-random")
 

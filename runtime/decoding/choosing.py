@@ -1,0 +1,213 @@
+"""Choosing a hole's next token under its mask: greedy for a whole batch at once, or one
+row at a time for sampling, with the log-probability the model gave the token (unmasked).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from lmq.decoders import DecoderSpec
+from lmq.runtime.decoding.holes import HoleRun
+
+
+class MaskBank:
+    """Token masks of guide states kept on the logits' device, one row each, so a step
+    gathers every row's mask with one index (no host mask, no host-to-device copy) for
+    the holes whose mask is only a function of their state (:meth:`HoleRun.mask_key`).
+    Cleared when full."""
+
+    def __init__(self, device: torch.device, width: int, capacity: int = 512) -> None:
+        self.device, self.width, self.capacity = device, width, capacity
+        self.rows = torch.zeros((0, width), dtype=torch.bool, device=device)
+        self.index: dict[tuple, int] = {}
+        self.hits = self.misses = 0
+
+    def allowed(self, holes: Sequence[HoleRun]) -> torch.Tensor | None:
+        """bool ``[len(holes), width]`` on the device, True where allowed; None when no
+        hole masks anything."""
+        keys = [hole.mask_key() for hole in holes]
+        host = {i: hole.mask(self.width) for i, (hole, key) in enumerate(zip(holes, keys))
+                if key is None}
+        if all(key is None for key in keys) and all(m is None for m in host.values()):
+            return None
+        if len(self.index) + len(holes) > self.capacity:  # never while slots are held
+            self.index.clear()
+        if len(host) < len(holes):
+            slots = [0 if key is None else self._slot(key, hole)
+                     for key, hole in zip(keys, holes)]
+            allowed = self.rows[torch.tensor(slots, device=self.device)]
+        else:
+            allowed = torch.ones((len(holes), self.width), dtype=torch.bool,
+                                 device=self.device)
+        for i, mask in host.items():
+            allowed[i] = True if mask is None else torch.from_numpy(mask).to(self.device)
+        return allowed
+
+    def _slot(self, key: tuple, hole: HoleRun) -> int:
+        slot = self.index.get(key)
+        if slot is not None:
+            self.hits += 1
+            return slot
+        self.misses += 1
+        mask = torch.from_numpy(hole.mask(self.width)).to(self.device)  # type: ignore[arg-type]
+        if len(self.index) >= self.rows.shape[0]:  # grow by doubling
+            grown = torch.zeros((max(16, 2 * self.rows.shape[0]), self.width),
+                                dtype=torch.bool, device=self.device)
+            grown[:self.rows.shape[0]] = self.rows
+            self.rows = grown
+        slot = self.index[key] = len(self.index)
+        self.rows[slot] = mask
+        return slot
+
+
+_BANKS: dict[tuple[str, int], MaskBank] = {}  # per device and vocabulary width
+
+
+def bank_for(device: torch.device, width: int) -> MaskBank:
+    """The process-wide mask bank of ``device`` and ``width`` (runs hold one lock, so one
+    decoding loop uses it at a time)."""
+    key = (str(device), width)
+    if key not in _BANKS:
+        _BANKS[key] = MaskBank(device, width)
+    return _BANKS[key]
+
+
+def masked(hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
+    """The logits with every token the hole forbids set to -inf (the hole fails when that
+    leaves nothing)."""
+    allowed = bank_for(logits.device, logits.shape[-1]).allowed([hole])
+    if allowed is None:
+        return logits
+    scores = torch.where(allowed[0], logits, float("-inf"))
+    if not torch.isfinite(scores).any():
+        hole.fail("no token is allowed")
+    return scores
+
+
+SPARSE_MAX = 2048
+"""On the CPU, a row whose state allows at most this many tokens gathers their logits
+instead of masking the whole row (``bench/bench_masks.py``, greedy choice table: 1.4x the
+dense path for a date regex at 16 rows; dense masks win for states allowing most of the
+vocabulary)."""
+
+
+def greedy_batch(holes: Sequence[HoleRun],
+                 logits: Sequence[torch.Tensor]) -> list[tuple[int, float] | None]:
+    """The greedy ``(token, logprob)`` of each row, for rows of one model, None for a row
+    whose mask allows nothing. On the CPU, rows with few allowed tokens take the argmax of
+    those tokens' logits alone (:data:`SPARSE_MAX`); the others get their masks from the
+    device's :class:`MaskBank`, one ``where`` and one ``argmax`` for all of them."""
+    stacked = torch.stack(list(logits))
+    ids = [_few_allowed(hole, stacked.device) for hole in holes]
+    sparse = [i for i, row_ids in enumerate(ids) if row_ids is not None and len(row_ids)]
+    dense = [i for i, row_ids in enumerate(ids) if row_ids is None]
+    tokens = torch.zeros(len(holes), dtype=torch.long)
+    best = torch.full((len(holes),), float("-inf"))  # stays -inf where nothing is allowed
+    if sparse:
+        columns = _padded([ids[i] for i in sparse])  # type: ignore[misc]
+        width = stacked.shape[-1]
+        flat = columns + torch.tensor(sparse)[:, None] * width  # no copy of whole rows
+        values = stacked.view(-1)[flat]
+        top = _argmax(values)[:, None]
+        tokens[sparse], best[sparse] = columns.gather(1, top)[:, 0], values.gather(1, top)[:, 0]
+    if dense:
+        scores = stacked if len(dense) == len(holes) else stacked[dense]
+        allowed = bank_for(stacked.device, stacked.shape[-1]).allowed([holes[i] for i in dense])
+        if allowed is not None:
+            scores = torch.where(allowed, scores, float("-inf"))
+        top = _argmax(scores)[:, None]
+        tokens[dense], best[dense] = top[:, 0].cpu(), scores.gather(1, top)[:, 0].cpu()
+    logprobs = stacked.gather(1, tokens[:, None].to(stacked.device))[:, 0] \
+        - torch.logsumexp(stacked, -1)
+    return [(token, logprob) if ok else None for token, logprob, ok in
+            zip(tokens.tolist(), logprobs.tolist(), torch.isfinite(best).tolist())]
+
+
+def _few_allowed(hole: HoleRun, device: torch.device) -> np.ndarray | None:
+    """The ids the hole allows where they are few (:data:`SPARSE_MAX`) and the logits are on
+    the CPU; None otherwise."""
+    return hole.allowed_ids(SPARSE_MAX) if device.type == "cpu" else None
+
+
+def _argmax(scores: torch.Tensor) -> torch.Tensor:
+    """The first maximum of each row; numpy's on the CPU (0.13 ms against torch's 1.0 ms for
+    16 rows of 49k columns, measured on the 2-core build machine)."""
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        return torch.from_numpy(scores.numpy().argmax(-1))
+    return scores.argmax(-1)
+
+
+def _padded(rows: list) -> torch.Tensor:
+    """Id arrays as one ``[len(rows), longest]`` index, each padded with its first id (a
+    repeat never changes an argmax)."""
+    width = max(len(row) for row in rows)
+    out = np.empty((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, :len(row)], out[i, len(row):] = row, row[0]
+    return torch.from_numpy(out)
+
+
+def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
+               rng: torch.Generator | None) -> tuple[int, float]:
+    """The next token of one row under the hole's mask and ``decoder``, with its
+    log-probability under the unmasked ``logits``. On the CPU, a state allowing at most
+    :data:`SPARSE_MAX` tokens decides among their logits alone: the same token as masking
+    the row (the cumulative sums :func:`draw` inverts are the same), in a fraction of the
+    time. The hole fails when nothing is allowed."""
+    ids = _few_allowed(hole, logits.device)
+    columns = None if ids is None else torch.tensor(ids)  # a copy: ids may be read-only
+    scores = masked(hole, logits) if columns is None else logits[columns]
+    if columns is not None and not torch.isfinite(scores).any():
+        hole.fail("no token is allowed")
+    choice = sample(scores, decoder, rng) if decoder.name == "sample" else \
+        int(torch.argmax(scores))
+    token = choice if columns is None else int(columns[choice])
+    return token, float(logits[token] - torch.logsumexp(logits, dim=-1))
+
+
+def sample(scores: torch.Tensor, decoder: DecoderSpec, rng: torch.Generator | None) -> int:
+    """A token drawn with the decoder's temperature, ``top_k`` and ``top_p``."""
+    scores = scores / max(decoder.temperature, 1e-6)
+    if decoder.top_k:
+        kth = torch.topk(scores, min(decoder.top_k, scores.shape[-1])).values[-1]
+        scores = torch.where(scores < kth, float("-inf"), scores)
+    probs = torch.softmax(scores, dim=-1)
+    if decoder.top_p is not None and decoder.top_p < 1.0:
+        probs = nucleus(probs, decoder.top_p)
+    return draw(probs, rng)
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``probs`` with every token outside the nucleus set to 0: the likeliest tokens, in
+    order, until their mass before the next one passes ``top_p``. Sorts only the top 256
+    (then 4,096, ...) tokens while the nucleus lies among them, not the whole vocabulary."""
+    k = min(256, len(probs))
+    while True:
+        top, order = torch.topk(probs, k)
+        cut = torch.cumsum(top, dim=-1) - top > top_p
+        if cut.any() or k == len(probs):  # every token past the top k is cut too
+            break
+        k = min(16 * k, len(probs))
+    kept = torch.zeros_like(probs)
+    kept[order[~cut]] = top[~cut]
+    return kept
+
+
+def draw(probs: torch.Tensor, rng: torch.Generator | None) -> int:
+    """A token drawn from ``probs`` (non-negative, any positive total) by inverting its
+    cumulative sum at one uniform number of ``rng`` -- 30x ``torch.multinomial`` on 49k
+    tokens on the CPU. Tokens of probability 0 are never drawn."""
+    cdf = torch.cumsum(probs.double(), dim=-1)
+    u = torch.rand((), generator=rng, dtype=torch.float64).to(cdf.device) * cdf[-1]
+    return int(torch.searchsorted(cdf, u[None], right=True)[0].clamp(max=len(probs) - 1))
+
+
+def seeded_generator(seed: int | None, index: int) -> torch.Generator:
+    """The random generator of sample row ``index``: ``seed + index`` (no seed: the clock)."""
+    generator = torch.Generator()
+    generator.manual_seed((seed if seed is not None else int(time.time_ns() % 2**31)) + index)
+    return generator

@@ -1,0 +1,398 @@
+"""The decoding loop: program instances as batch rows, advanced in lockstep.
+
+Every row is a :class:`ProgramState` paused at a hole. Each step, for each model, the rows
+decoding on it feed their queued tokens (the text appended since their last step plus the
+last generated token) in ONE forward pass, get one logits row each, apply their own mask,
+and choose their next token; a row whose hole ends runs its program on to the next hole,
+and its next text rides along in the following forward pass. ``sample(n)`` and
+``q.batch`` are just more rows; ``beam(n)`` forks rows (:mod:`lmq.runtime.decoding.beam`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lmq.decoders import DecoderSpec
+from lmq.errors import LmqError, LmqModelError
+from lmq.runtime.decoding.choosing import greedy_batch, pick_token
+from lmq.runtime.decoding.plans import Ensemble, Plan, ensemble_plan, review, text_before
+from lmq.runtime.decoding.context import Counters, RowContext
+from lmq.runtime.decoding.model_runtime import RUNTIMES, ModelRuntime
+from lmq.runtime.decoding.hole_constraint import check_predicates, forced, open_hole, weigh
+from lmq.runtime.decoding.holes import HoleRun
+from lmq.runtime.interpreter.program import HoleRequest, ProgramState
+from lmq.runtime.decoding.prefer import PREFER_MODES, prefer_plan
+
+ModelResolver = Callable[[Any], Any]  # inline `from` value (or None) -> backend
+__all__ = ["PREFER_MODES", "Decoding", "Row", "TraceEntry"]
+
+
+@dataclass
+class TraceEntry:
+    model: str
+    rows: int
+    tokens_in: int
+    tokens_out: int
+    mask_ms: float
+    forced_tokens: int = 0  # appended without sampling since the previous model call
+
+
+@dataclass
+class Row:
+    """One program instance (or one branch of one) being decoded."""
+
+    instance: int
+    state: ProgramState
+    counters: Counters = field(default_factory=Counters)
+    contexts: dict[int, RowContext] = field(default_factory=dict)
+    request: HoleRequest | None = None
+    hole: HoleRun | None = None
+    runtime: ModelRuntime | None = None
+    plan: Plan | None = None  # companions, view, review of the current hole (prefer, fuse)
+    companions: dict[tuple[str, str], RowContext] = field(default_factory=dict)
+    rng: torch.Generator | None = None
+    score: float = 0.0
+    error: LmqError | None = None
+
+    @property
+    def context(self) -> RowContext:
+        assert self.runtime is not None
+        return self.contexts[id(self.runtime.backend)]
+
+    def hole_contexts(self) -> list[RowContext]:
+        """The contexts the current hole advances: the main one and its companions."""
+        if self.plan is None:
+            return [self.context]
+        return [self.context] + [self.companions[c.key] for c in self.plan.companions]
+
+    @property
+    def active(self) -> bool:
+        return self.error is None and not self.state.finished
+
+
+class Decoding:
+    """Runs rows to completion under one decoder."""
+
+    def __init__(self, decoder: DecoderSpec, resolve: ModelResolver,
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 force_tokens: bool = True) -> None:
+        self.decoder = decoder
+        self.resolve = resolve
+        self.on_event = on_event  # streaming: token and hole events, see _emit
+        self.force_tokens = force_tokens
+        self.trace: list[TraceEntry] = []
+        self.decisions: list[dict[str, Any]] = []  # fusion weights per step, per hole
+        self.forward_passes = 0
+        self.forced_since_call = 0
+        self.mask_seconds = 0.0
+
+    # ------------------------------------------------------------ driving
+
+    def run(self, rows: list[Row], fail_fast: bool) -> list[Row]:
+        """Decode until every row has finished or failed. With ``fail_fast`` the first
+        error is raised; otherwise it is kept on its row and the other rows go on."""
+        for row in rows:
+            self._guard(row, self.advance, fail_fast)
+        while True:
+            live = self.still_live(rows, fail_fast)
+            if not live:
+                return rows
+            self.step(live, fail_fast)
+
+    def still_live(self, rows: list[Row], fail_fast: bool) -> list[Row]:
+        """The active rows, after stopping those past their run's ``limits.timeout`` (a long
+        hole runs no statements, so the interpreter cannot check it)."""
+        for row in rows:
+            if row.active:
+                self._guard(row, lambda r: r.state.check_deadline(), fail_fast)
+        return [row for row in rows if row.active]
+
+    def step(self, live: list[Row], fail_fast: bool) -> None:
+        entries, masking = len(self.trace), self.mask_seconds
+        logits = self.forward(live)
+        picks = self.pick_greedy(live, logits) if self.decoder.name == "argmax" else {}
+        for row, row_logits in zip(live, logits):
+            pick = picks.get(id(row))
+            self._guard(row, functools.partial(self.choose, logits=row_logits, pick=pick),
+                        fail_fast)
+        if len(self.trace) > entries:
+            self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
+
+    def _guard(self, row: Row, action: Callable[[Row], None], fail_fast: bool) -> None:
+        try:
+            action(row)
+        except LmqError as error:
+            if fail_fast:
+                raise
+            row.error = error
+            self.release(row)
+            if self.on_event is not None:
+                self.on_event({"event": "failed", "instance": row.instance})
+
+    def forward(self, rows: list[Row]) -> list[torch.Tensor]:
+        """One forward pass per model over the contexts with queued tokens (others reuse
+        their last logits); each row's logits, combined across its companions."""
+        by_model: dict[Any, list[tuple[Row, RowContext]]] = {}
+        for row in rows:
+            for context in row.hole_contexts():
+                if context.pending:  # specialists' views of one model share its passes
+                    model = getattr(context.backend, "base", context.backend)
+                    by_model.setdefault(model, []).append((row, context))
+        for backend, pairs in by_model.items():
+            feeds = {context.handle: context.take_feed() for _, context in pairs}
+            logits = backend.forward(feeds)
+            self.forward_passes += 1
+            for (_, context), row_logits in zip(pairs, logits):
+                context.last_logits = row_logits
+            for row in {id(row): row for row, _ in pairs}.values():
+                row.counters.forward_passes += 1
+            names = dict.fromkeys(context.backend.name for _, context in pairs)
+            self.trace.append(TraceEntry(", ".join(names), len(feeds),
+                                         sum(len(ids) for ids in feeds.values()),
+                                         len(feeds), 0.0, self.forced_since_call))
+            self.forced_since_call = 0
+        return [self._combined(row) for row in rows]
+
+    def _combined(self, row: Row) -> torch.Tensor:
+        if row.plan is None or row.hole is None:
+            return row.context.last_logits
+        others = [row.companions[c.key].last_logits for c in row.plan.companions]
+        logits, decision = row.plan.combine(row.context.last_logits, others)
+        if decision:
+            row.plan.decisions.append(decision)
+        return logits
+
+    # ------------------------------------------------------------ per row
+
+    def advance(self, row: Row) -> None:
+        """Run the row's program to its next hole and set that hole up."""
+        while True:
+            request = row.state.run()
+            row.request = request
+            if request is None:
+                self.release(row)
+                if self.on_event is not None:
+                    self.on_event({"event": "done", "instance": row.instance})
+                return
+            model, row.plan = request.model, None
+            if isinstance(model, str) and hasattr(model, "scores"):  # lmq.stdlib.routing.Route
+                self.decisions.append({"instance": row.instance, "hole": request.hole.name,
+                                       "route": str(model), "by": getattr(model, "by", None),
+                                       "scores": dict(model.scores)})
+            if isinstance(model, Ensemble):
+                model, row.plan = model.main, ensemble_plan(model)
+            elif request.prefer is not None and request.distribution is None:
+                row.plan = prefer_plan(request.prefer, row.state.context,
+                                       lambda e: row.state.evaluator.evaluate(
+                                           e, row.state.globals))
+            row.runtime = RUNTIMES.get(self.resolve(model))
+            context = self._context(row)
+            context.sync(row.plan.segments(row.state.context) if row.plan else
+                         row.state.context, row.state.role)
+            if context.length == 0:
+                context.start_token(row.runtime.start_token)
+            if request.distribution is not None:
+                return
+            if row.plan is not None:
+                self._sync_companions(row)
+                row.plan.start_score = row.score
+            row.hole = open_hole(request, context, row.runtime, self.decoder_for(row).max_tokens,
+                                 row.plan is None, row.state.program.source)
+            if row.hole.ending is None and self.force_tokens:
+                self.force(row)
+            if row.hole.ending is None:
+                return
+            self.finish(row)  # the constraint left no choice at all
+
+    def _sync_companions(self, row: Row) -> None:
+        """Bring the hole's companion contexts up to date (each sees its own segments)."""
+        assert row.plan is not None and row.runtime is not None
+        for companion in row.plan.companions:
+            context = row.companions.get(companion.key)
+            if context is None:
+                backend = row.runtime.backend if companion.model is None else \
+                    self.resolve(companion.model)
+                runtime = RUNTIMES.get(backend)
+                if runtime.index.fingerprint != row.runtime.index.fingerprint:
+                    raise LmqModelError(f"{backend.name} and {row.runtime.backend.name} have "
+                                        "different vocabularies; logits can only be combined "
+                                        "across models with identical tokenizers")
+                context = RowContext(backend, backend.new_rows(1)[0], runtime.chat,
+                                     row.context.max_len, row.counters)
+                row.companions[companion.key] = context
+            context.sync(companion.segments(row.state.context), row.state.role)
+            if context.length == 0:
+                context.start_token(row.runtime.start_token)
+
+    def _context(self, row: Row) -> RowContext:
+        runtime = row.runtime
+        assert runtime is not None
+        key = id(runtime.backend)
+        if key not in row.contexts:
+            handle = runtime.backend.new_rows(1)[0]
+            max_len = self.decoder.max_len or runtime.context_length
+            row.contexts[key] = RowContext(runtime.backend, handle, runtime.chat, max_len,
+                                           row.counters)
+        return row.contexts[key]
+
+    def choose(self, row: Row, logits: torch.Tensor,
+               pick: tuple[int, float] | None = None) -> None:
+        """Pick the row's next token from its logits (or score a distribution); ``pick``
+        is a choice already made for the whole batch by :meth:`pick_greedy`."""
+        request = row.request
+        assert request is not None and row.runtime is not None
+        if request.distribution is not None:
+            self.distribution(row, logits, request.distribution)
+            return
+        assert row.hole is not None
+        if pick is None:  # the choice is timed as mask time
+            start = time.perf_counter()
+            pick = pick_token(row.hole, logits, self.decoder_for(row), row.rng)
+            self.mask_seconds += time.perf_counter() - start
+        self.apply(row, *pick)
+
+    def pick_greedy(self, rows: list[Row],
+                    logits: list[torch.Tensor]) -> dict[int, tuple[int, float]]:
+        """Greedy choices for all hole rows at once, one stacked mask per model
+        (:func:`~lmq.runtime.decoding.choosing.greedy_batch`). Rows whose mask allows nothing are
+        left to the per-row path, which reports the error."""
+        groups: dict[tuple, list[tuple[Row, torch.Tensor]]] = {}
+        for row, row_logits in zip(rows, logits):
+            if row.hole is not None and row.request is not None and \
+                    row.request.distribution is None:
+                key = (row_logits.device, row_logits.shape[-1])
+                groups.setdefault(key, []).append((row, row_logits))
+        picks: dict[int, tuple[int, float]] = {}
+        for pairs in groups.values():
+            start = time.perf_counter()
+            chosen = greedy_batch([row.hole for row, _ in pairs],  # type: ignore[misc]
+                                  [row_logits for _, row_logits in pairs])
+            self.mask_seconds += time.perf_counter() - start
+            for (row, _), pick in zip(pairs, chosen):
+                if pick is not None:
+                    picks[id(row)] = pick
+        return picks
+
+    def apply(self, row: Row, token: int, logprob: float) -> None:
+        """Extend the row's hole with ``token`` (end-of-sequence ends it)."""
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and runtime is not None
+        row.score += logprob
+        if token in runtime.backend.eos_token_ids and hole.can_end():
+            hole.end_of_sequence()
+        else:
+            hole.push(token, logprob)
+            for context in row.hole_contexts():
+                context.push_generated(token)
+            row.counters.generated_tokens += 1
+            self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
+                       token=token, logprob=logprob)
+        if hole.ending is None and self.force_tokens:
+            self.force(row)
+        if hole.ending is not None:
+            self.finish(row)
+
+    def force(self, row: Row) -> None:
+        """Append the tokens the constraint leaves no choice about, without sampling
+        (:func:`~lmq.runtime.decoding.hole_constraint.forced`): they ride along in the next forward
+        pass."""
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and runtime is not None
+        for token in forced(hole, runtime, row.hole_contexts(), row.counters):
+            self.forced_since_call += 1
+            self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
+                       token=token, logprob=0.0)
+
+    def decoder_for(self, row: Row) -> DecoderSpec:
+        """The run's decoder with the generation settings (``temperature``, ``top_k``,
+        ``top_p``, ``max_tokens``) of the specialist decoding the row's hole, if any
+        (:class:`lmq.runtime.specialists.SpecialistBackend`)."""
+        settings = getattr(row.runtime.backend, "settings", None) if row.runtime else None
+        return dataclasses.replace(self.decoder, **settings) if settings else self.decoder
+
+    def finish(self, row: Row) -> None:
+        """Close the row's hole: fix up the context, hand the value to the program, and run
+        on to the next hole."""
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and hole.ending is not None and runtime is not None
+        ending = hole.ending
+        extra = runtime.backend.encode(ending.tail.decode("utf-8")) if ending.tail else []
+        if row.plan is not None and row.plan.review is not None and not self._reviewed(
+                row, row.context.hole_tokens[:ending.keep] + extra):
+            return
+        contexts = row.hole_contexts()
+        tokens = contexts[0].close_hole(ending.keep, extra)
+        for companion in contexts[1:]:
+            companion.close_hole(ending.keep, extra)
+        text = ending.value.decode("utf-8", errors="replace")
+        check_predicates(hole, text)
+        row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
+                       logprobs=hole.logprobs[:ending.keep])
+        if row.plan is not None and row.plan.decisions:
+            self.decisions.append({"hole": hole.spec.hole, "instance": row.instance,
+                                   "steps": row.plan.decisions})
+        self._emit(row, "hole", text=text, value=row.state.variables.get(hole.spec.hole, text))
+        for context in contexts:
+            context.adopt(row.state.context[-1] if text else None, len(tokens))
+        row.hole, row.plan = None, None
+        self.advance(row)
+
+    def _reviewed(self, row: Row, tokens: list[int]) -> bool:
+        """Whether the plan's review keeps the finished value (``tokens`` as they will stand
+        in the context). If not, the hole starts again under the next plan (a cascade's
+        next source); the discarded attempt's tokens leave the row and its score."""
+        hole, plan, request = row.hole, row.plan, row.request
+        assert hole is not None and hole.ending is not None and request is not None
+        assert plan is not None
+        row.plan, passes = review(plan, row.context, hole.ending.value.decode(
+            "utf-8", errors="replace"), tokens, text_before(row.state.context, row.state.role))
+        self.forward_passes += passes
+        if row.plan.review is None:
+            return True
+        self._emit(row, "retract", text=hole.ending.value.decode("utf-8", errors="replace"))
+        row.score = row.plan.start_score = plan.start_score
+        row.context.sync(row.plan.segments(row.state.context), row.state.role)
+        row.hole = open_hole(request, row.context, row.runtime, self.decoder_for(row).max_tokens,
+                             row.plan is None, row.state.program.source)
+        if row.hole.ending is None and self.force_tokens:
+            self.force(row)
+        if row.hole.ending is not None:
+            self.finish(row)
+        return False
+
+    def distribution(self, row: Row, logits: torch.Tensor, values: Sequence[str]) -> None:
+        """Score every value as a continuation in one batched pass; bind the likeliest."""
+        runtime = row.runtime
+        assert runtime is not None
+        sequences = [runtime.backend.encode(value) for value in values]
+        scores = runtime.backend.score(row.context.handle, sequences, first_logits=logits)
+        self.forward_passes += 1
+        row.counters.forward_passes += 1
+        probabilities, best = weigh(values, scores)
+        assert row.request is not None
+        row.state.distribution[row.request.hole.name] = probabilities
+        row.state.fill(values[best], logprobs=list(scores[best]))
+        row.score += sum(scores[best])
+        self.advance(row)
+
+    def _emit(self, row: Row, kind: str, **data: Any) -> None:
+        """Tell the listener about progress: ``token`` (a token appended to a hole; text is
+        the token's own text, possibly a partial character), ``retract`` (the hole's tokens
+        so far are dropped and it starts again: a cascade's rejected attempt, whose value is
+        the text) and ``hole`` (a value done)."""
+        if self.on_event is not None and row.request is not None:
+            self.on_event({"event": kind, "instance": row.instance,
+                           "hole": row.request.hole.name, **data})
+
+    def release(self, row: Row) -> None:
+        for context in [*row.contexts.values(), *row.companions.values()]:
+            context.backend.release([context.handle])
+        row.contexts.clear()
+        row.companions.clear()

@@ -1,0 +1,179 @@
+"""The interpreter's data: the :class:`Segment` s and :class:`HoleRequest` s it emits, the
+frames of its explicit stack, and the helpers that bind nested-query calls and copy
+variables for forks (:mod:`lmq.runtime.interpreter.program` runs them)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmq import ir
+from lmq.constraints import HoleSpec
+from lmq.errors import LmqRuntimeError
+from lmq.runtime.interpreter.evaluate import Scope
+
+_serials = itertools.count()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of the model's context: prompt text, or a hole's generated text.
+
+    ``tokens`` holds the ids the model generated for a hole (on backend ``model``), so that
+    model's context is extended with exactly those tokens instead of re-encoded text.
+    """
+
+    text: str
+    role: str | None = None
+    knowledge: str | None = None
+    hole: str | None = None
+    tokens: tuple[int, ...] | None = None
+    model: Any = None
+    serial: int = field(default_factory=lambda: next(_serials))
+
+
+@dataclass(frozen=True)
+class HoleRequest:
+    """The program needs the model to fill ``hole`` under ``spec``."""
+
+    hole: ir.Hole
+    spec: HoleSpec
+    model: Any  # the inline ``from`` value of the statement, or None
+    distribution: tuple[str, ...] | None = None
+    prefer: ir.Prefer | None = None
+
+
+@dataclass
+class QueryFunction:
+    """A ``query NAME(params):`` definition bound in a scope."""
+
+    definition: ir.QueryDef
+
+
+# ------------------------------------------------------------------------ frames
+
+
+@dataclass
+class Block:
+    stmts: tuple[ir.Stmt, ...]
+    scope: Scope
+    pc: int = 0
+
+
+@dataclass
+class ForLoop:
+    stmt: ir.For
+    scope: Scope
+    items: Any
+    index: int = 0
+
+
+@dataclass
+class WhileLoop:
+    stmt: ir.While
+    scope: Scope
+
+
+@dataclass
+class PromptRun:
+    stmt: ir.Prompt
+    scope: Scope
+    index: int = 0
+    knowledge: str | None = None
+
+
+@dataclass
+class QueryCall:
+    """An activation of a nested query filling ``hole`` of the enclosing prompt."""
+
+    scope: Scope
+    hole: ir.Hole
+    context_mark: int
+    prompt_mark: int
+    depth: int
+
+
+Frame = Block | ForLoop | WhileLoop | PromptRun | QueryCall
+LOOPS = (ForLoop, WhileLoop)
+
+
+def host_query_definition(target: Any, checked: Any, name: str) -> ir.QueryDef:
+    """A host query's program as a query definition: its parameters, its body with the
+    program's ``where`` joined to each prompt statement's own (a nested query's holes see
+    only inline constraints), and the Query's own ``model``, if it names one, as each
+    prompt statement's inline ``from`` where it has none (its ``from`` clause, like any
+    program's, yields to the caller: here the enclosing run)."""
+    program = checked.program
+    model = getattr(target, "model", None)
+    model_expr = ir.Const(model) if model is not None else None
+
+    def fold(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+        out: list[ir.Stmt] = []
+        for stmt in body:
+            if isinstance(stmt, ir.Prompt):
+                where = stmt.where
+                if program.where is not None:
+                    where = program.where if where is None else \
+                        ir.And((where, program.where), span=where.span)
+                stmt = dataclasses.replace(stmt, where=where,
+                                           model=stmt.model if stmt.model is not None
+                                           else model_expr)
+            elif isinstance(stmt, ir.If):
+                stmt = dataclasses.replace(stmt, body=fold(stmt.body), orelse=fold(stmt.orelse))
+            elif isinstance(stmt, (ir.For, ir.While)):
+                stmt = dataclasses.replace(stmt, body=fold(stmt.body))
+            out.append(stmt)
+        return tuple(out)
+
+    return ir.QueryDef(name, tuple(checked.params), fold(program.body), span=program.span)
+
+
+def bind_arguments(definition: ir.QueryDef, args: list[Any], kwargs: dict[str, Any],
+                    hole: ir.Hole) -> dict[str, Any]:
+    params = definition.params
+    if len(args) > len(params):
+        raise LmqRuntimeError(f"query '{definition.name}' takes {len(params)} arguments, "
+                              f"got {len(args)}", hole.span)
+    bound = dict(zip(params, args))
+    for name, value in kwargs.items():
+        if name not in params or name in bound:
+            raise LmqRuntimeError(f"query '{definition.name}' got an unexpected or repeated "
+                                  f"argument '{name}'", hole.span)
+        bound[name] = value
+    missing = [p for p in params if p not in bound]
+    if missing:
+        raise LmqRuntimeError(f"query '{definition.name}' is missing argument "
+                              f"'{missing[0]}'", hole.span)
+    return bound
+
+
+def copy_value(value: Any) -> Any:
+    """Copy the containers of a variable table; other values are immutable or opaque.
+    Without recursion, and each list or dict once: shared and cyclic containers stay
+    shared and cyclic in the copy, and a deeply nested or widely shared value costs only
+    its own size."""
+    copies: dict[int, Any] = {}
+    todo: list[tuple[Any, Any]] = []
+
+    def shell(item: Any) -> Any:
+        if isinstance(item, (dict, list)):
+            copied = copies.get(id(item))
+            if copied is None:
+                copied = copies[id(item)] = {} if isinstance(item, dict) else []
+                todo.append((item, copied))
+            return copied
+        if isinstance(item, set):
+            return set(item)
+        return item
+
+    result = shell(value)
+    while todo:
+        original, copied = todo.pop()
+        if isinstance(copied, dict):
+            for key, item in original.items():
+                copied[key] = shell(item)
+        else:
+            copied.extend(shell(item) for item in original)
+    return result

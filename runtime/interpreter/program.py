@@ -1,0 +1,464 @@
+"""The lmq interpreter: executes checked IR one program instance at a time.
+
+A :class:`ProgramState` is an explicit stack machine (frames for blocks, loops, prompt
+statements and nested-query activations), so the decoding loop can pause it at every hole,
+run many instances in lockstep, and fork it cheaply for branching decoders (``fork`` copies
+the frames and the variables, never the IR). The interpreter never sees a model: it emits
+:class:`Segment` s of prompt text and :class:`HoleRequest` s, and is given each hole's value
+back through :meth:`ProgramState.fill`.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lmq import ir, regular
+from lmq.constraints import constraints_for, hole_spec
+from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
+from lmq.limits import Limits
+from lmq.runtime.interpreter import sandbox, sizes
+from lmq.runtime.interpreter.evaluate import Evaluator, Scope
+from lmq.runtime.interpreter.frames import (
+    LOOPS,
+    Block,
+    ForLoop,
+    Frame,
+    HoleRequest,
+    PromptRun,
+    QueryCall,
+    QueryFunction,
+    Segment,
+    WhileLoop,
+    bind_arguments,
+    copy_value,
+    host_query_definition,
+)
+
+ROLES = ("system", "user", "assistant")
+DEFAULT_LIMITS = Limits()
+
+
+class _Unwind(Exception):
+    pass
+
+
+class ProgramState:
+    """One running instance of a program (a batch row, a sample, or a beam branch)."""
+
+    def __init__(self, program: ir.Program, params: Mapping[str, Any],
+                 tools: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS,
+                 output: Callable[[str], None] | None = None) -> None:
+        self.program = program
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.timeout if limits.timeout else None
+        self.steps = 0
+        names = sandbox.make_builtins(limits, output or (lambda text: print(text, end="")))
+        names.update(tools)
+        self.names = names
+        self.evaluator = Evaluator(limits, {id(v) for v in names.values()}, self._tick,
+                                   self._roots)
+        self.globals = Scope(dict(params), None, names)
+        self.frames: list[Frame] = [Block(program.body, self.globals)]
+        self.context: list[Segment] = []
+        self.prompt_parts: list[str] = []
+        self.prompt_size = 0  # characters in prompt_parts (bounded by limits.string_size)
+        self.role: str | None = None
+        self.values: dict[str, list[Any]] = {}
+        self.logprobs: dict[str, list[float]] = {}
+        self.return_value: Any = None
+        self.distribution: dict[str, dict[str, float]] = {}
+        self.pending: HoleRequest | None = None
+        self.finished = False
+
+    # ------------------------------------------------------------ public surface
+
+    @property
+    def prompt(self) -> str:
+        return "".join(self.prompt_parts)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return {name: values[-1] for name, values in self.values.items()}
+
+    def run(self) -> HoleRequest | None:
+        """Execute until a hole needs the model (returned) or the program ends (None)."""
+        try:
+            while self.frames:
+                request = self._step(self.frames[-1])
+                if request is not None:
+                    return request
+        except LmqError as error:
+            if error.span is None:  # a limit checked between statements: point at one
+                error.span = self._current_span()
+            error.with_source(self.program.source)
+            raise
+        except RecursionError:
+            raise LmqRuntimeError("the program is nested too deeply", self._current_span(),
+                                  self.program.source) from None
+        except Exception as error:  # a host object's method raised (in `if x:`, ...)
+            raise LmqRuntimeError(f"{type(error).__name__}: {error}", self._current_span(),
+                                  self.program.source) from None
+        self.finished = True
+        return None
+
+    def _current_span(self) -> Any:
+        """The span of the statement (or nested-query hole) the program is at, if any."""
+        if not self.frames:
+            return None
+        frame = self.frames[-1]
+        if isinstance(frame, Block):
+            return frame.stmts[max(frame.pc - 1, 0)].span if frame.stmts else None
+        if isinstance(frame, QueryCall):
+            return frame.hole.span
+        return frame.stmt.span
+
+    def fill(self, text: str, *, tokens: tuple[int, ...] | None = None, model: Any = None,
+             logprobs: list[float] | None = None) -> None:
+        """Give the pending hole its generated ``text``; the program continues on the next
+        :meth:`run`. The variable gets the converted, decorated value; the prompt keeps
+        ``text``."""
+        frame, request = self.frames[-1], self.pending
+        assert isinstance(frame, PromptRun) and request is not None, "no pending hole"
+        self.pending = None
+        try:
+            self._emit(text, frame, hole=request.hole.name, tokens=tokens, model=model)
+            value = self._postprocess(request, text, frame.scope)
+            self._bind(request.hole, value, frame.scope, logprobs or [])
+        except LmqError as error:
+            if error.span is None:
+                error.span = request.hole.span
+            raise error.with_source(self.program.source) from None
+        frame.index += 1
+
+    def fork(self) -> ProgramState:
+        """An independent copy: same position, copied variables, shared IR."""
+        twin = copy.copy(self)
+        # its own evaluator: its steps, its memory roots, its hashed keys
+        twin.evaluator = Evaluator(self.limits, set(self.evaluator.callables), twin._tick,
+                                   twin._roots)
+        twin.evaluator.collisions.keys = {h: set(keys) for h, keys in
+                                          self.evaluator.collisions.keys.items()}
+        scopes: dict[int, Scope] = {}
+
+        def copy_scope(scope: Scope) -> Scope:
+            if id(scope) not in scopes:
+                parent = copy_scope(scope.parent) if scope.parent else None
+                scopes[id(scope)] = Scope(copy_value(scope.variables), parent, scope.names)
+            return scopes[id(scope)]
+
+        twin.globals = copy_scope(self.globals)
+        twin.frames = [copy.copy(frame) for frame in self.frames]
+        for frame in twin.frames:
+            frame.scope = copy_scope(frame.scope)
+        twin.context = list(self.context)
+        twin.prompt_parts = list(self.prompt_parts)
+        twin.values = {k: list(v) for k, v in self.values.items()}
+        twin.logprobs = dict(self.logprobs)
+        twin.distribution = dict(self.distribution)
+        return twin
+
+    # ------------------------------------------------------------ machine
+
+    def check_deadline(self) -> None:
+        """Raise if the run is past ``limits.timeout`` (the decoding loop calls this
+        between steps: a long hole runs no statements)."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise LmqLimitError(f"the run took longer than its timeout of "
+                                f"{self.limits.timeout} s (limits.timeout)",
+                                self._current_span(), self.program.source)
+
+    def _roots(self) -> list[Any]:
+        """What the program holds (for ``limits.memory``): every scope's variables, the
+        items of running ``for`` loops, and the hole values."""
+        roots: list[Any] = [self.values]
+        seen: set[int] = set()
+        for frame in self.frames:
+            scope: Scope | None = frame.scope
+            while scope is not None and id(scope) not in seen:
+                seen.add(id(scope))
+                roots.append(scope.variables)
+                scope = scope.parent
+            if isinstance(frame, ForLoop):
+                roots.append(frame.items)
+        roots.append(self.globals.variables)
+        return roots
+
+    def _tick(self) -> None:
+        self.steps += 1
+        if self.steps > self.limits.steps:
+            raise LmqLimitError(f"the program ran more than {self.limits.steps:,} steps "
+                                "(limits.steps)")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise LmqLimitError(f"the run took longer than its timeout of "
+                                f"{self.limits.timeout} s (limits.timeout)")
+
+    def _step(self, frame: Frame) -> HoleRequest | None:
+        if isinstance(frame, Block):
+            if frame.pc >= len(frame.stmts):
+                self.frames.pop()
+                return None
+            stmt = frame.stmts[frame.pc]
+            frame.pc += 1
+            self._tick()
+            try:
+                return self._execute(stmt, frame.scope)
+            except _Unwind:
+                return None
+        if isinstance(frame, ForLoop):
+            if frame.index >= len(frame.items):
+                self.frames.pop()
+                return None
+            self._tick()
+            item = frame.items[frame.index]
+            frame.index += 1
+            self.evaluator.assign(frame.stmt.target, item, frame.scope)
+            self.frames.append(Block(frame.stmt.body, frame.scope))
+            return None
+        if isinstance(frame, WhileLoop):
+            self._tick()
+            if self.evaluator.evaluate(frame.stmt.test, frame.scope):
+                self.frames.append(Block(frame.stmt.body, frame.scope))
+            else:
+                self.frames.pop()
+            return None
+        if isinstance(frame, PromptRun):
+            return self._prompt_step(frame)
+        # A QueryCall frame on top means its body ran to the end without `return`:
+        # a macro, whose text stays and is the hole's value.
+        self.frames.pop()
+        self._finish_query(frame, None, returned=False)
+        return None
+
+    def _execute(self, stmt: ir.Stmt, scope: Scope) -> HoleRequest | None:
+        evaluate = self.evaluator.evaluate
+        if isinstance(stmt, ir.Prompt):
+            self.frames.append(PromptRun(stmt, scope))
+        elif isinstance(stmt, ir.Assign):
+            value = evaluate(stmt.value, scope)
+            for target in stmt.targets:
+                self.evaluator.assign(target, value, scope)
+        elif isinstance(stmt, ir.AugAssign):
+            current = evaluate(stmt.target, scope)  # type: ignore[arg-type]
+            operand = evaluate(stmt.value, scope)
+            result = self.evaluator.augment(stmt.op, current, operand, stmt)
+            self.evaluator.assign(stmt.target, result, scope)
+        elif isinstance(stmt, ir.ExprStmt):
+            evaluate(stmt.value, scope)
+        elif isinstance(stmt, ir.If):
+            branch = stmt.body if evaluate(stmt.test, scope) else stmt.orelse
+            self.frames.append(Block(branch, scope))
+        elif isinstance(stmt, ir.For):
+            items = evaluate(stmt.iter, scope)
+            if not isinstance(items, (list, tuple, range, str)):
+                items = list(self.evaluator.iterate(items, stmt.iter))
+            self.frames.append(ForLoop(stmt, scope, items))
+        elif isinstance(stmt, ir.While):
+            self.frames.append(WhileLoop(stmt, scope))
+        elif isinstance(stmt, (ir.Break, ir.Continue)):
+            self._unwind_loop(isinstance(stmt, ir.Break))
+        elif isinstance(stmt, ir.Return):
+            value = None if stmt.value is None else evaluate(stmt.value, scope)
+            self._return(value)
+        elif isinstance(stmt, ir.QueryDef):
+            scope.variables[stmt.name] = QueryFunction(stmt)
+        elif isinstance(stmt, ir.Import):
+            self._import(stmt, scope)
+        return None
+
+    def _unwind_loop(self, is_break: bool) -> None:
+        while not isinstance(self.frames[-1], LOOPS):
+            if isinstance(self.frames[-1], QueryCall) or len(self.frames) == 1:
+                raise LmqRuntimeError("'break' or 'continue' outside a loop")
+            self.frames.pop()
+        if is_break:
+            self.frames.pop()
+        raise _Unwind
+
+    def _return(self, value: Any) -> None:
+        if not any(isinstance(frame, QueryCall) for frame in self.frames):
+            sizes.check_extent(value, self.limits, "the return value")
+            sizes.check_unicode(value, "the return value")
+        while self.frames and not isinstance(self.frames[-1], QueryCall):
+            self.frames.pop()
+        if not self.frames:
+            self.return_value = value
+            raise _Unwind
+        self._finish_query(self.frames.pop(), value, returned=True)  # type: ignore[arg-type]
+        raise _Unwind
+
+    def _import(self, stmt: ir.Import, scope: Scope) -> None:
+        if not stmt.module.startswith("lmq.stdlib."):
+            raise LmqSandboxError(f"only lmq.stdlib modules can be imported, not "
+                                  f"'{stmt.module}'", stmt.span)
+        try:
+            module = importlib.import_module(stmt.module)
+        except ImportError:
+            raise LmqRuntimeError(f"no standard-library module '{stmt.module}'",
+                                  stmt.span) from None
+        exported = getattr(module, "__all__", ())
+        for name, alias in stmt.names:
+            if name not in exported:
+                raise LmqRuntimeError(f"'{stmt.module}' has no name '{name}'", stmt.span)
+            value = getattr(module, name)
+            scope.variables[alias] = value
+            self.evaluator.callables.add(id(value))
+
+    # ------------------------------------------------------------ prompt statements
+
+    def _prompt_step(self, frame: PromptRun) -> HoleRequest | None:
+        parts = frame.stmt.parts
+        while frame.index < len(parts):
+            part = parts[frame.index]
+            if isinstance(part, ir.Hole):
+                return self._hole(frame, part)
+            if isinstance(part, ir.Text):
+                self._emit(part.text, frame)
+            elif isinstance(part, ir.Interp):
+                value = self.evaluator.evaluate(part.value, frame.scope)
+                self._emit(sizes.format_value(value, part.spec, self.limits), frame)
+            elif part.name in ROLES:  # a role tag also ends a knowledge section
+                self.role, frame.knowledge = part.name, None
+            else:
+                frame.knowledge = part.name
+            frame.index += 1
+        self.frames.pop()
+        return None
+
+    def _hole(self, frame: PromptRun, hole: ir.Hole) -> HoleRequest | None:
+        if hole.query is not None:
+            self._call_query(frame, hole)
+            return None
+        program = self.program
+        top_level = not any(isinstance(f, QueryCall) for f in self.frames)
+        global_where = program.where if top_level else None
+        text = program.source.text
+        spec = hole_spec(hole, constraints_for(hole.name, frame.stmt.where, global_where),
+                         lambda expr: self.evaluator.evaluate(expr, frame.scope),
+                         lambda node: text[node.span.start:node.span.end])
+        model = None
+        if frame.stmt.model is not None:
+            model = self.evaluator.evaluate(frame.stmt.model, frame.scope)
+        distribution = None
+        if top_level and program.distribution and program.distribution.hole == hole.name:
+            values = self.evaluator.evaluate(program.distribution.values, frame.scope)
+            if not isinstance(values, (list, tuple)) or not values or not all(
+                    isinstance(v, str) for v in values):
+                raise LmqRuntimeError("distribution values must be a non-empty list of "
+                                      "strings", program.distribution.span)
+            distribution = tuple(values)
+        for predicate in spec.predicates:
+            if not self.evaluator.is_callable(predicate.function):
+                raise LmqSandboxError(f"'{predicate.name}' is not callable in lmq programs "
+                                      "(only builtins, imported stdlib names and tools can be "
+                                      "predicates)", hole.span)
+        self.pending = HoleRequest(hole, spec, model, distribution,
+                                   frame.stmt.prefer or (program.prefer if top_level else None))
+        return self.pending
+
+    def _call_query(self, frame: PromptRun, hole: ir.Hole) -> None:
+        call = hole.query
+        assert call is not None
+        func_expr = call.func if isinstance(call, ir.Call) else call
+        target = self.evaluator.evaluate(func_expr, frame.scope)
+        # A host query (an ``lmq.Query`` passed as a tool: anything with a ``checked``
+        # CheckedProgram) runs its program body as a nested query, in its own scope: its
+        # parameters, its own tools, the builtins and the tools of this run.
+        checked = None if isinstance(target, QueryFunction) else getattr(target, "checked", None)
+        if not isinstance(target, QueryFunction) and not isinstance(
+                getattr(checked, "program", None), ir.Program):
+            raise LmqRuntimeError(f"'{hole.name}' is filled by something that is not a query",
+                                  hole.span)
+        args = [self.evaluator.evaluate(a, frame.scope) for a in getattr(call, "args", ())]
+        kwargs = {k.name: self.evaluator.evaluate(k.value, frame.scope)
+                  for k in getattr(call, "keywords", ())}
+        if checked is not None:
+            name = func_expr.id if isinstance(func_expr, ir.Name) else "query"
+            definition = host_query_definition(target, checked, name)
+            order = [p for p in getattr(target, "signature", ()) if p in checked.params]
+            if len(order) == len(checked.params):  # a decorated function's parameter order
+                definition = ir.QueryDef(definition.name, tuple(order), definition.body,
+                                         span=definition.span)
+            covered = {*definition.params[:len(args)], *kwargs}
+            kwargs.update({name: value for name, value in getattr(target, "defaults", {}).items()
+                           if name in definition.params and name not in covered})
+            names = {**self.names, **getattr(target, "tools", {})}
+            self.evaluator.callables.update(id(value) for value in names.values())
+            parent: Scope | None = None
+        else:
+            definition, names, parent = target.definition, self.names, self.globals
+        bound = bind_arguments(definition, args, kwargs, hole)
+        depth = 1 + sum(isinstance(f, QueryCall) for f in self.frames)
+        if depth > self.limits.depth:
+            raise LmqLimitError(f"nested queries are deeper than {self.limits.depth} "
+                                "(limits.depth)", hole.span)
+        scope = Scope(bound, parent, names)
+        self.frames.append(QueryCall(scope, hole, len(self.context), len(self.prompt_parts),
+                                     depth))
+        self.frames.append(Block(definition.body, scope))
+
+    def _finish_query(self, call: QueryCall, value: Any, returned: bool) -> None:
+        frame = self.frames[-1]
+        assert isinstance(frame, PromptRun)
+        if returned:
+            del self.context[call.context_mark:]
+            del self.prompt_parts[call.prompt_mark:]
+            self.prompt_size = sum(map(len, self.prompt_parts))
+            self._emit(sizes.to_text(value, self.limits, f"the value of query "
+                                       f"'{call.hole.name}'"), frame, hole=call.hole.name)
+        else:
+            value = "".join(self.prompt_parts[call.prompt_mark:])
+        for decorator in call.hole.decorators:
+            value = self._decorate(decorator, value, frame.scope)
+        self._bind(call.hole, value, frame.scope, [])
+        frame.index += 1
+
+    def _emit(self, text: str, frame: PromptRun, hole: str | None = None,
+              tokens: tuple[int, ...] | None = None, model: Any = None) -> None:
+        if not text:
+            return
+        self.prompt_size += len(text)
+        if self.prompt_size > self.limits.string_size:
+            raise LmqLimitError(f"the prompt would grow past {self.limits.string_size:,} "
+                                "characters (limits.string_size)")
+        sizes.check_unicode(text, "the prompt text")
+        self.prompt_parts.append(text)
+        self.context.append(Segment(text, self.role, frame.knowledge, hole, tokens, model))
+
+    def _postprocess(self, request: HoleRequest, text: str, scope: Scope) -> Any:
+        value: Any = text
+        kind = request.spec.convert
+        try:
+            if kind == "int":
+                value = int(text)
+            elif kind == "float":
+                value = float(text)
+            elif kind == "bool":
+                value = text == "true"
+            elif kind == "labels":
+                value = regular.labels_of(request.spec.regular).parse(text)
+            elif kind == "json":
+                value = json.loads(text)
+        except (ValueError, RecursionError):
+            raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
+                                  f"not a valid {kind}", request.hole.span) from None
+        for decorator in request.hole.decorators:
+            value = self._decorate(decorator, value, scope)
+        return value
+
+    def _decorate(self, decorator: ir.Expr, value: Any, scope: Scope) -> Any:
+        call = ir.Call(decorator, (ir.Name("_value"),), span=decorator.span)
+        inner = Scope({"_value": value}, scope, scope.names)
+        return self.evaluator.evaluate(call, inner)
+
+    def _bind(self, hole: ir.Hole, value: Any, scope: Scope, logprobs: list[float]) -> None:
+        sizes.check_extent(value, self.limits, f"the value of hole '{hole.name}'")
+        sizes.check_unicode(value, f"the value of hole '{hole.name}'")
+        scope.variables[hole.name] = value
+        if scope is self.globals:
+            self.values.setdefault(hole.name, []).append(value)
+            self.logprobs[hole.name] = list(logprobs)
