@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from common import PROMPTS, sync
 
-from lmq.runtime.backends.hf_models import load_backend
+from lmq.runtime.engine import shared_engine
 
 NEW_TOKENS = 48
 
@@ -59,12 +59,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--batches", default="1,16")
     args = parser.parse_args()
-    backend = load_backend(args.model, args.device, args.dtype)
+    backend = shared_engine().backend(args.model, device=args.device, dtype=args.dtype)
     print(f"model={args.model} device={backend.device} dtype={backend.model.dtype} "
           f"threads={torch.get_num_threads()} new_tokens={NEW_TOKENS}")
     for batch in (int(b) for b in args.batches.split(",")):
         texts = (PROMPTS * (batch // len(PROMPTS) + 1))[:batch]
-        prompts = [backend.encode(t) for t in texts]
+        prompts = [backend.vocabulary.encode(t) for t in texts]
         lmq_loop(backend, prompts[:1])  # warm-up
         hf_generate(backend, texts[:1])
         lmq_times, hf_times = [], []

@@ -133,7 +133,7 @@ def hf_generate(backend: Any, tokenizer: Any, texts: list[str], new: int) -> int
 def backend_loop(backend: Any, texts: list[str], new: int) -> int:
     rows = backend.new_rows(len(texts))
     try:
-        logits = backend.forward({row: backend.encode(t) for row, t in zip(rows, texts)})
+        logits = backend.forward({row: backend.vocabulary.encode(t) for row, t in zip(rows, texts)})
         for _ in range(new - 1):
             tokens = logits.argmax(dim=-1).tolist()
             logits = backend.forward({row: [tok] for row, tok in zip(rows, tokens)})
@@ -223,7 +223,7 @@ def sampling(backend: Any, args: Any, repeat: int) -> Table:
                      f'date as YYYY-MM-DD: [X]" where REGEX(X, r"{DATE}")', backend)
     times, results, _ = interleaved({"lmq": date}, repeat, backend.device)
     answers = results["lmq"]
-    tokens = sum(len(backend.encode(a.variables["X"])) for a in answers)
+    tokens = sum(len(backend.vocabulary.encode(a.variables["X"])) for a in answers)
     table.add("regex (date)", "–", tokens / median(times["lmq"]), "–", "–",
               answers[0].stats["forward_passes"])
     table.notes.append(f"{describe(backend)}; medians of {repeat} interleaved rounds after a "
@@ -280,7 +280,7 @@ def constrained(backend: Any, args: Any, repeat: int) -> Table:
             # Reference run: the constrained values fix the lengths of the unconstrained run.
             reference = run_lmq(q_con, inputs, batch)
             values = [a.prompt[len(p):] for a, p in zip(reference, prompts)]
-            lengths = [len(backend.encode(v)) for v in values]
+            lengths = [len(backend.vocabulary.encode(v)) for v in values]
             free_inputs = [{"prompt": p, "n": max(n, 1)} for p, n in zip(prompts, lengths)]
             contenders = {
                 "lmq": lambda i=inputs, b=batch, q=q_con: run_lmq(q, i, b),
@@ -297,7 +297,7 @@ def constrained(backend: Any, args: Any, repeat: int) -> Table:
             cold.setdefault("outlines", float("nan"))
             same = "–"
             if om is not None:
-                o_tokens = sum(len(backend.encode(t)) for t in results["outlines"])
+                o_tokens = sum(len(backend.vocabulary.encode(t)) for t in results["outlines"])
                 tps["outlines"] = o_tokens / median(times["outlines"])
                 same = f"{sum(v == o for v, o in zip(values, results['outlines']))}/{len(prompts)}"
             passes = sum(a.stats["forward_passes"] for a in reference) if batch == 1 else \

@@ -53,11 +53,11 @@ def naive(backend: Any, prompt: str, labels: list[str]) -> tuple[int, int, int]:
     import torch
 
     model, fed = backend.model, 0
-    prompt_len = len(backend.encode(prompt))
+    prompt_len = len(backend.vocabulary.encode(prompt))
     scores = []
     with torch.inference_mode():
         for label in labels:
-            ids = backend.encode(prompt + label)
+            ids = backend.vocabulary.encode(prompt + label)
             tensor = torch.tensor([ids], device=model.device)
             logits = model(input_ids=tensor).logits[0].float()
             logprobs = torch.log_softmax(logits[prompt_len - 1:-1], dim=-1)

@@ -62,7 +62,7 @@ class Standard:
         self.counter = ForwardCounter()
         self.calls = 0
         self.billable = 0
-        self.eos = set(backend.eos_token_ids)
+        self.eos = set(backend.vocabulary.eos_ids)
 
     def reset(self) -> None:
         self.counter = ForwardCounter()
@@ -91,7 +91,7 @@ class Standard:
             if token in self.eos:
                 tokens, ended = tokens[:i], True
                 break
-        return self.backend.decode(tokens), len(tokens), ended
+        return self.backend.vocabulary.decode(tokens), len(tokens), ended
 
     def until(self, text: str, stops: Sequence[str], budget: int, keep: bool) -> str:
         """Decode chunk by chunk after ``text`` until a stop phrase shows up in the new text

@@ -54,6 +54,7 @@ from lmq import regular as rg
 from lmq.runtime.automata import fsm
 from lmq.runtime.automata.guide import DfaGuide
 from lmq.runtime.automata.tokens import TokenIndex
+from lmq.runtime.backends.hf_vocabulary import HfVocabulary
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CASES = [
@@ -205,10 +206,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["LMQ_CACHE_DIR"] = cache
         start = time.perf_counter()
-        index = TokenIndex.from_tokenizer(tok, len(tok), [tok.eos_token_id])
+        index = TokenIndex.from_vocabulary(HfVocabulary(tok, len(tok), [tok.eos_token_id]))
         built = time.perf_counter() - start
         start = time.perf_counter()
-        TokenIndex.from_tokenizer(tok, len(tok), [tok.eos_token_id])
+        TokenIndex.from_vocabulary(HfVocabulary(tok, len(tok), [tok.eos_token_id]))
         loaded = time.perf_counter() - start
     print(f"TokenIndex: build {built * 1e3:.0f} ms, load from disk cache {loaded * 1e3:.0f} ms "
           f"({len(index.order)} content tokens, {len(index.columns)} byte columns)")

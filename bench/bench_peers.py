@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[Table]:
                 if round_:
                     ours[name].append(elapsed)
                 counts[name] = {"stats": result.stats, "fed": backend.stats.tokens_fed - fed,
-                                "final": len(backend.encode(result.prompt)),
+                                "final": len(backend.vocabulary.encode(result.prompt)),
                                 "cold": counts.get(name, {}).get("cold", elapsed)}
                 if worker is not None:
                     answer = worker.run(PROGRAMS[name])

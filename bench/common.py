@@ -2,7 +2,8 @@
 
 Models (``--model``):
 
-* ``smollm2`` (default) — the packaged SmolLM2-135M-Instruct (:mod:`lmq.runtime.backends.hf_models`).
+* ``smollm2`` (default) — the packaged SmolLM2-135M-Instruct
+  (:mod:`lmq.runtime.backends.hf_models`).
 * ``smollm2-shape`` — a Llama with SmolLM2-135M's exact configuration (30 layers, 576 wide,
   49,152 tokens) and seeded random weights, with SmolLM2's tokenizer: the same cost per token
   as the real model, for machines that cannot receive the 93 MB GGUF (the GPU machine). Its
@@ -136,11 +137,12 @@ _SHAPE_BACKENDS: dict[tuple[str, str], Any] = {}
 def load_bench_backend(spec: str = "smollm2", device: str | None = None,
                        dtype: str | None = None) -> Any:
     """The lmq backend for ``spec`` (see the module docstring); one per process and key."""
-    from lmq.runtime.backends.hf_models import _resolve_dtype, load_backend
+    from lmq.runtime.backends.hf_models import _resolve_dtype
+    from lmq.runtime.engine import shared_engine
 
     device = pick_device(device)
     if spec != "smollm2-shape":
-        return load_backend(spec, device, dtype)
+        return shared_engine().backend(spec, device=device, dtype=dtype)
     from lmq.runtime.backends.hf import TransformersBackend
 
     dtype = _resolve_dtype(dtype, device)

@@ -39,7 +39,8 @@ from lmq.errors import (
 from lmq.lower import lower_source, program_holes
 from lmq.names import bound_names, children, query_defs
 
-ALLOWED_BUILTINS = frozenset((  # LANGUAGE.md section 3; lmq.runtime.interpreter.sandbox provides them
+# LANGUAGE.md section 3; lmq.runtime.interpreter.sandbox provides them
+ALLOWED_BUILTINS = frozenset((
     "len range str int float bool list dict tuple set enumerate zip min max sum sorted "
     "reversed abs round any all print repr isinstance").split())
 FORBIDDEN_BUILTINS = frozenset(dir(builtins)) - ALLOWED_BUILTINS

@@ -1,8 +1,8 @@
 """Regular constraints on a hole's value: a tiny tree the front end builds from `where` atoms.
 
 Each node denotes a set of strings (the values it accepts); the runtime compiles a tree to a
-byte-level DFA (``lmq.runtime.automata.fsm``). Nodes are frozen and hashable so compiled automata can
-be cached by tree. ``Regex`` patterns fully match with Python ``re`` semantics under
+byte-level DFA (``lmq.runtime.automata.fsm``). Nodes are frozen and hashable so compiled
+automata can be cached by tree. ``Regex`` patterns fully match with Python ``re`` semantics under
 :data:`REGEX_FLAGS` (``re.ASCII``: ``\\d \\w \\s`` and case folding are ASCII-only, so
 ``\\D`` excludes exactly ``0-9``); a leading ``^`` and a trailing ``$`` are accepted as
 no-ops, while other anchors, lookarounds, backreferences, atomic groups and possessive

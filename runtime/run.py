@@ -8,7 +8,6 @@ instance; ``sample(n)`` makes n rows of it, ``beam(n)`` forks it; all rows decod
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -23,10 +22,9 @@ from lmq.limits import Limits
 from lmq.result import Result, hole_constraints
 from lmq.runtime.decoding.choosing import seeded_generator
 from lmq.runtime.decoding.loop import Decoding, Row
+from lmq.runtime.engine import Engine, shared_engine
 from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.specialists import ModelResolver
-
-_lock = threading.RLock()  # one decoding loop at a time per process: backends are stateful
 
 
 def default_model(checked: CheckedProgram, model: Any = None,
@@ -65,7 +63,7 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
             on_event=None, force_tokens: bool | None = None,
             stats: dict[str, Any] | None = None, trace: list[Any] | None = None,
             on_answer: Callable[[int, Any], None] | None = None,
-            ) -> list[Result | list[Result] | LmqError]:
+            engine: Engine | None = None) -> list[Result | list[Result] | LmqError]:
     """Run one instance per input; each entry of the answer is a Result, a list of them
     (``sample(n>1)``, ``beam``), or — without ``fail_fast`` — the instance's error.
     ``force_tokens`` (default on, ``LMQ_FORCED_TOKENS=0`` turns it off) appends the
@@ -74,15 +72,17 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
     each forward pass once, however many rows shared it. A ``trace`` list is extended with
     the run's model calls (each result holds them too). ``on_answer(index, answer)`` is
     called for each instance as soon as it is finished (at the end for ``beam``), in the
-    order instances finish; those early results carry no trace."""
+    order instances finish; those early results carry no trace. The run loads its models
+    into ``engine`` (default: :func:`~lmq.runtime.engine.shared_engine`) and holds its lock
+    while it decodes."""
     if force_tokens is None:
         force_tokens = os.environ.get("LMQ_FORCED_TOKENS", "1") != "0"
     tools = dict(tools or {})
     limits = limits or Limits()
+    engine = engine or shared_engine()
     config = load_config()
-    resolve = ModelResolver(config, default_model(checked, model, config),
-                            decoder or checked.decoder)
-    decoder = resolve.decoder
+    resolve = ModelResolver(config, default_model(checked, model, config), engine)
+    decoder = decoder or checked.decoder
     answers: list[Any] = [None] * len(inputs)
     rows: list[Row] = []
     for index, params in enumerate(inputs):
@@ -109,8 +109,8 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
         listen = _early_answers(rows, on_event, lambda index, mine: on_answer(
             index, _answer(mine, [], constraints, many)))
     started = time.perf_counter()
-    with _lock:
-        decoding = Decoding(decoder, resolve, listen, force_tokens)
+    with engine.lock:
+        decoding = Decoding(decoder, resolve, engine.runtimes, listen, force_tokens)
         try:
             if decoder.name == "beam":
                 from lmq.runtime.decoding.beam import run_beam
@@ -193,6 +193,7 @@ def run_stats(decoding: Decoding, rows: Sequence[Row], instances: int,
 def _result(row: Row, trace: list[dict[str, Any]],
             constraints: Mapping[str, str] | None = None) -> Result:
     state = row.state
+    assert isinstance(state, ProgramState)
     return Result(variables=state.variables, values=state.values, prompt=state.prompt,
                   return_value=state.return_value, distribution=state.distribution,
                   logprobs=state.logprobs, score=row.score, trace=trace,

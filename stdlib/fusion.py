@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lmq.runtime.decoding.plans import Ensemble
+from lmq.runtime.decoding.model_choices import Ensemble
 
 __all__ = ["fuse"]
 

@@ -2,8 +2,9 @@
 
 Three ways to make an answer follow the highest-ranked source that addresses the question
 (PAPERS.md section 3.3). All three are modes of the ``prefer`` clause (LANGUAGE.md section
-9), run by the decoding loop (:mod:`lmq.runtime.decoding.prefer`); this module holds their text and
-decision rule, and host-side entry points:
+9), run by the decoding loop (:mod:`lmq.runtime.decoding.prefer`) with the text and
+decision rule of :mod:`lmq.runtime.decoding.knowledge`; this module offers them to host
+code:
 
 * **prompt** (``with mode="prompt"``) — the sources as labelled sections, highest
   priority first, after a sentence stating the precedence: :func:`render_segments`
@@ -15,13 +16,9 @@ decision rule, and host-side entry points:
   one, and last to a closed-book question (EREN, section 9);
 * **contrastive** (the default) — logit-level, with extra batch rows; no text here.
 
-**The cascade's decision rule** (:func:`source_answered`). A small model rarely puts the
-sentinel first, so the greedy answer is compared with the sentinel by mean per-token
-log-probability, both scored exactly on the same prompt in one batched pass: the source
-counts as answering when ``(1/L_a) log P(answer) - (1/L_s) log P(sentinel) > margin``;
-otherwise (or when the greedy answer is the sentinel) the cascade moves on. ``margin``
-(``with margin=...``) trades following a source that does not address the question
-against ignoring one that does; ``bench/eval_knowledge.py`` reports it per setting.
+``margin`` (``with margin=...``) of the cascade's decision rule (:func:`source_answered`)
+trades following a source that does not address the question against ignoring one that
+does; ``bench/eval_knowledge.py`` reports it per setting.
 
 Scoring follows the data README: :func:`normalize_answer` lower-cases, drops punctuation,
 the articles *a/an/the* and extra whitespace; :func:`is_correct` compares with the answer
@@ -30,57 +27,34 @@ and its aliases.
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from lmq.runtime.decoding.knowledge import (  # noqa: F401  (public here too)
+    DEFAULT_MARGIN,
+    HEADERS,
+    ORDER,
+    SENTINEL,
+    check_order,
+    normalize_answer,
+    precedence_text,
+    section_inserts,
+    source_answered,
+    source_preamble,
+)
 
 __all__ = ["render_sections", "precedence_text", "cascade_answer", "normalize_answer",
            "is_correct"]
 
-ORDER = ("instruction", "context", "parametric")
-SENTINEL = "unanswerable"
-DEFAULT_MARGIN = 0.0
 # One demonstration of the answer format, shared by every mode: a 135M model otherwise
 # often answers with a sentence, which exact-match scoring counts as wrong.
 SYSTEM = ("You answer questions with a short answer only: a name, a place, a number or a few "
           "words, never a sentence. Example: Question: Who wrote Hamlet? Answer: William "
           "Shakespeare")
 STYLE = "Answer in one to three words."
-HEADERS = {"instruction": "User assumptions", "context": "Context documents"}
-NOUNS = {"instruction": "the user assumptions", "context": "the context documents",
-         "parametric": "what you know"}
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 # ------------------------------------------------------------------ prompt mode
-
-
-def _check_order(order: Sequence[str]) -> tuple[str, ...]:
-    order = tuple(order)
-    unknown = [name for name in order if name not in ORDER]
-    if unknown or len(set(order)) != len(order) or not order:
-        raise ValueError(f"a preference order names distinct sources among "
-                         f"{', '.join(ORDER)}, not {list(order)}")
-    return order
-
-
-def precedence_text(order: Sequence[str] = ORDER) -> str:
-    """One or two sentences saying which source wins, in ``order`` (highest first)."""
-    order = _check_order(order)
-    if len(order) == 1:
-        return f"Answer from {NOUNS[order[0]]} only."
-    first, rest = order[0], order[1:]
-    clauses = [f"Treat {NOUNS[first]} as true even if they contradict "
-               f"{' or '.join(NOUNS[r] for r in rest)}"]
-    for higher, source in zip(order, rest):
-        if source == "parametric":
-            clauses.append(f"if {NOUNS[higher]} do not address the question, ignore them "
-                           "and answer from what you know")
-        else:
-            clauses.append(f"use {NOUNS[source]} where {NOUNS[higher]} are silent")
-    return "; ".join(clauses) + "."
 
 
 def render_sections(question: str | None = None, instruction: str | Iterable[str] | None = None,
@@ -88,7 +62,7 @@ def render_sections(question: str | None = None, instruction: str | Iterable[str
                     order: Sequence[str] = ORDER) -> str:
     """The prompt mode's text: the precedence sentence, then a labelled section per source
     that has text (in ``order``), then the question. Lists of texts become one line each."""
-    order = _check_order(order)
+    order = check_order(order)
     texts = {"instruction": _join(instruction), "context": _join(context)}
     parts = []
     present = [s for s in order if s == "parametric" or texts.get(s)]
@@ -119,25 +93,6 @@ def render_segments(pieces: Sequence[tuple[str, str | None]],
     return out
 
 
-def section_inserts(pieces: Sequence[tuple[str, str | None]],
-                    order: Sequence[str] = ORDER) -> dict[int, list[tuple[str, str | None]]]:
-    """What :func:`render_segments` inserts, by the index of the piece it goes before."""
-    order = _check_order(order)
-    present = [s for s in order if s == "parametric" or any(
-        k == s and text.strip() for text, k in pieces)]
-    inserts: dict[int, list[tuple[str, str | None]]] = {}
-    previous: str | None = None
-    for i, (text, knowledge) in enumerate(pieces):
-        if knowledge is not None and knowledge != previous and text.strip():
-            before = inserts[i] = []
-            if len(inserts) == 1:  # the first section: the precedence sentence first
-                before.append((precedence_text(present) + "\n\n", None))
-            rank = " (highest priority)" if knowledge == present[0] else ""
-            before.append((f"{HEADERS.get(knowledge, knowledge.title())}{rank}:\n", knowledge))
-        previous = knowledge if text.strip() or knowledge is None else previous
-    return inserts
-
-
 def _join(value: str | Iterable[str] | None) -> str:
     if value is None:
         return ""
@@ -164,22 +119,6 @@ prefer
 _CASCADE_OPTIONS = ' with mode="cascade", margin=margin, sentinel=sentinel\n'
 
 
-def source_preamble(source: str, sentinel: str = SENTINEL) -> str:
-    """The text before a source's sections when the cascade asks that source alone."""
-    noun = NOUNS[source]
-    return (f"Using only {noun} below, answer the question. If {noun} do not answer it, "
-            f"reply {sentinel}.\n\n{HEADERS[source]}:\n")
-
-
-def source_answered(answer: str, answer_score: float, sentinel_score: float,
-                    margin: float = DEFAULT_MARGIN, sentinel: str = SENTINEL) -> bool:
-    """The cascade's decision rule (module docstring): scores are mean per-token
-    log-probabilities of the answer and of the sentinel on the same prompt."""
-    if not answer.strip() or normalize_answer(answer) == normalize_answer(sentinel):
-        return False
-    return answer_score - sentinel_score > margin
-
-
 def cascade_answer(question: str, instruction: str | Iterable[str] | None = None,
                    context: str | Iterable[str] | None = None, model: Any = None,
                    margin: float = DEFAULT_MARGIN, order: Sequence[str] = ORDER,
@@ -196,7 +135,7 @@ def cascade_answer(question: str, instruction: str | Iterable[str] | None = None
     per-token log-probabilities; None for ``parametric``, which is not scored)."""
     from lmq.api import query
 
-    order = _check_order(order)
+    order = check_order(order)
     source = _CASCADE_PROGRAM + " > ".join(order) + _CASCADE_OPTIONS
     result = query(source, model=model)(
         system=SYSTEM, instruction=_join(instruction), context=_join(context),
@@ -211,12 +150,6 @@ def cascade_answer(question: str, instruction: str | Iterable[str] | None = None
 
 
 # ------------------------------------------------------------------ scoring
-
-
-def normalize_answer(text: str) -> str:
-    """Lower-case, drop punctuation and the articles a/an/the, collapse whitespace."""
-    text = text.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
 
 
 def is_correct(answer: str | None, gold: str, aliases: Iterable[str] = ()) -> bool:

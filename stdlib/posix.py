@@ -24,7 +24,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lmq.stdlib._scoring import prompt_ids, score_after
+from lmq.runtime.scoring import encode, prompt_ids, score_after
 
 __all__ = ["posix", "psi", "typo_variants", "template_variants"]
 
@@ -101,12 +101,12 @@ def posix(query_source: str, variants: Sequence[Any], responses: Sequence[Any] |
             out.append({"responses": [], "lengths": [], "matrix": [], "psi": 0.0})
             continue
         prefixes: list[list[int]] = []
-        backend: Any = None
+        view: Any = None
         for p in params:
-            backend, ids = prompt_ids(query_source, p, model)
+            view, ids = prompt_ids(query_source, p, model)
             prefixes.append(ids)
-        encoded = [backend.encode(a) for a in answers]
-        scores = score_after(backend, prefixes, [encoded] * len(prefixes))
+        encoded = [encode(view, a) for a in answers]
+        scores = score_after(view, prefixes, [encoded] * len(prefixes))
         matrix = [[sum(scores[i][k]) for k in range(len(answers))] for i in range(len(prefixes))]
         lengths = [len(e) for e in encoded]
         out.append({"responses": answers, "lengths": lengths, "matrix": matrix,

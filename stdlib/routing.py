@@ -54,6 +54,7 @@ from lmq.config import (
     parse_specialist,
     read_config,
 )
+from lmq.runtime.decoding.model_choices import Routed
 
 __all__ = ["route", "decision", "specialists", "embed", "similarity"]
 
@@ -64,23 +65,7 @@ BY = ("embedding", "lm")
 decisions: deque[dict[str, Any]] = deque(maxlen=100)
 
 
-class Route(str):
-    """The chosen model spec, with the decision's details as plain attributes."""
-
-    name: str
-    by: str
-    scores: dict[str, float]
-    specialist: dict[str, Any]
-
-    def __new__(cls, spec: str, name: str, by: str, scores: Mapping[str, float],
-                specialist: Mapping[str, Any]) -> Route:
-        self = super().__new__(cls, spec)
-        self.name, self.by = name, by
-        self.scores, self.specialist = dict(scores), dict(specialist)
-        return self
-
-    def __getnewargs__(self) -> tuple[Any, ...]:  # copy and pickle
-        return (str(self), self.name, self.by, self.scores, self.specialist)
+Route = Routed  # the answer of route(): a model name carrying the decision
 
 
 # ------------------------------------------------------------------ configuration

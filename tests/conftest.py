@@ -1,4 +1,5 @@
-"""Shared fixtures: SmolLM2's tokenizer and its TokenIndex, loaded once per session."""
+"""Shared fixtures: SmolLM2's tokenizer and its TokenIndex, the tiny-random backend and an
+exact reference scorer, loaded once per session."""
 
 import importlib.util
 import os
@@ -37,10 +38,36 @@ def smollm2_tokenizer(request, tmp_path_factory):
 def smollm2_index(smollm2_tokenizer):
     """The TokenIndex of SmolLM2's tokenizer (built fresh, not from the disk cache)."""
     from lmq.runtime.automata.tokens import TokenIndex
+    from lmq.runtime.backends.hf_vocabulary import HfVocabulary
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LMQ_NO_CACHE", "1")
-        return TokenIndex.from_tokenizer(smollm2_tokenizer, SMOLLM2_VOCAB, [SMOLLM2_EOS])
+        return TokenIndex.from_vocabulary(HfVocabulary(smollm2_tokenizer, SMOLLM2_VOCAB, [SMOLLM2_EOS]))
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    pytest.importorskip("torch")
+    from lmq.runtime.engine import shared_engine
+
+    return shared_engine().backend("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def reference_logprobs():
+    """``f(backend, prefix_ids, continuation_ids) -> [log p per token]`` from one plain
+    forward of the model over the whole sequence (no cache, no tree attention)."""
+    import torch
+
+    def compute(backend, prefix, continuation):
+        ids = torch.tensor([list(prefix) + list(continuation)])
+        with torch.no_grad():
+            logits = backend.model(input_ids=ids).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        start = len(prefix)
+        return [float(logprobs[start + j - 1, token]) for j, token in enumerate(continuation)]
+
+    return compute
 
 
 class GuideChecks:

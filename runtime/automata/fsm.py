@@ -38,10 +38,20 @@ import numpy as np
 from interegular import patterns as ip
 
 from lmq import regular as rg
-from lmq.runtime.automata.fsm_builders import LabelsAutomaton, SubstringAutomaton, substring_automaton
+from lmq.runtime.automata.fsm_builders import (
+    LabelsAutomaton,
+    SubstringAutomaton,
+    substring_automaton,
+)
 from lmq.runtime.automata.fsm_concat import ConcatAutomaton, StopAutomaton, stop_tail
 from lmq.runtime.automata.fsm_json import schema_regular
-from lmq.runtime.automata.fsm_lazy import DEAD, UNKNOWN, LazyAutomaton, ProductAutomaton, SubsetAutomaton
+from lmq.runtime.automata.fsm_lazy import (
+    DEAD,
+    UNKNOWN,
+    LazyAutomaton,
+    ProductAutomaton,
+    SubsetAutomaton,
+)
 from lmq.runtime.automata.nfa import (  # noqa: F401  (utf8_sequences: re-exported)
     ALL_CHARS,
     DEFAULT_BUDGET,

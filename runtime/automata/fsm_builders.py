@@ -1,4 +1,4 @@
-"""Byte automata built without a regex: ``LABELS`` and ``SPAN`` (for :mod:`lmq.runtime.automata.fsm`).
+"""Byte automata built without a regex: ``LABELS`` and ``SPAN`` (for :mod:`.fsm`).
 
 **Labels** (:class:`LabelsAutomaton`, a lazy automaton that ``fsm`` builds in full while
 it fits the budget). A value is read against a byte trie of the labels. A *configuration*

@@ -2,10 +2,10 @@
 
 :mod:`lmq.runtime.automata.fsm` describes every constraint as a :class:`LazyAutomaton` -- the subset
 construction of an NFA (:class:`SubsetAutomaton`) or the product of two automata
-(:class:`ProductAutomaton`) -- and turns it into a complete :class:`~lmq.runtime.automata.fsm.ByteDfa`
-when that fits the :class:`CompileBudget`. When it does not, the lazy automaton itself is
-the fallback: slower (a first visit expands the states it meets), bounded in memory, and
-exactly as permissive as the eager DFA would be.
+(:class:`ProductAutomaton`) -- and turns it into a complete
+:class:`~lmq.runtime.automata.fsm.ByteDfa` when that fits the :class:`CompileBudget`. When it
+does not, the lazy automaton itself is the fallback: slower (a first visit expands the states
+it meets), bounded in memory, and exactly as permissive as the eager DFA would be.
 
 **Keys and ids.** A state is a hashable *key* (a frozenset of NFA states, a pair of component
 keys); key :data:`DEAD` (``0``) is the dead sink. The automaton interns keys as small int

@@ -30,7 +30,14 @@ from typing import Protocol
 import numpy as np
 
 from lmq import regular as rg
-from lmq.runtime.automata.fsm import DEAD, DEFAULT_BUDGET, UNKNOWN, Automaton, CompileBudget, compile_regular
+from lmq.runtime.automata.fsm import (
+    DEAD,
+    DEFAULT_BUDGET,
+    UNKNOWN,
+    Automaton,
+    CompileBudget,
+    compile_regular,
+)
 from lmq.runtime.automata.fsm_concat import StopAutomaton
 from lmq.runtime.automata.tokens import TokenIndex
 

@@ -1,4 +1,4 @@
-"""Thompson NFAs over bytes and the UTF-8 helpers behind them (used by :mod:`lmq.runtime.automata.fsm`).
+"""Thompson NFAs over bytes and the UTF-8 helpers behind them (used by :mod:`.fsm`).
 
 interegular parses a regex (``lmq.regular.normalize_regex`` makes sure it can) and
 :meth:`Nfa.regex` turns the parse tree into an NFA over bytes, each character class

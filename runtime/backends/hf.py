@@ -1,4 +1,4 @@
-"""TransformersBackend: the :class:`~lmq.runtime.backends.base.Backend` protocol on a
+"""TransformersBackend: the :class:`~lmq.runtime.backends.base.Backend` contract on a
 ``transformers`` causal LM, with one KV cache kept for the whole program.
 
 The cache is one :class:`~lmq.runtime.backends.slot_cache.SlotCache` (its module docstring
@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmq.runtime.backends.base import BackendStats
+from lmq.runtime.backends.base import Backend, BackendStats
+from lmq.runtime.backends.hf_vocabulary import HfVocabulary
 from lmq.runtime.backends.slot_cache import SlotCache, as_index
 
 # Chat end-of-turn markers of common templates; one counts as EOS when the model's chat template
@@ -51,8 +52,10 @@ def _locked(method: Callable) -> Callable:
     return wrapper
 
 
-class TransformersBackend:
-    """The backend protocol on a loaded ``transformers`` causal LM (eval mode, on its device).
+class TransformersBackend(Backend):
+    """The backend contract on a loaded ``transformers`` causal LM (eval mode, on its device)
+    and its tokenizer. Everything of the contract, ``fork``/``select`` and ``score``
+    included.
 
     ``compact_min`` is the number of garbage columns (columns of the shared axis that the longest
     row does not use) that triggers a compaction; compaction also happens instead of growing the
@@ -69,7 +72,8 @@ class TransformersBackend:
         config = model.config.get_text_config(decoder=True)
         head = model.get_output_embeddings()
         self.vocab_size = int(head.out_features if head is not None else config.vocab_size)
-        self.eos_token_ids = _eos_ids(model, tokenizer)
+        self.vocabulary = HfVocabulary(tokenizer, self.vocab_size, _eos_ids(model, tokenizer))
+        self.context_length = int(getattr(config, "max_position_embeddings", 0) or 8192)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._compact_min = compact_min
         self._lock = threading.RLock()
@@ -87,15 +91,6 @@ class TransformersBackend:
         self._head = head
         self._softcap = getattr(config, "final_logit_softcapping", None)
         self._eager = getattr(config, "_attn_implementation", "sdpa") == "eager"
-
-    # -- text ------------------------------------------------------------------------------
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=False,
-                                     clean_up_tokenization_spaces=False)
 
     # -- rows ------------------------------------------------------------------------------
 

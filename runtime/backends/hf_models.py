@@ -1,4 +1,6 @@
-"""Model specs → loaded backends, converted once into a cache and memoised per process.
+"""The transformers backend's models: specs → loaded ``(model, tokenizer)``, GGUF files
+converted once into a cache. The registry (:mod:`lmq.runtime.backends.registry`) calls
+:func:`load`; the engine keeps what it loads.
 
 Specs:
 
@@ -25,7 +27,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,7 +52,7 @@ _REQUIRED = ("config.json", "tokenizer_config.json", _MARKER)
 TINY_RANDOM_CONFIG: dict[str, Any] = {
     "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
     "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 49152,
-    "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
     "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2,
     "initializer_range": 0.2,
 }
@@ -314,34 +315,28 @@ def load_model(spec: str, device: str | None = None,
                         or f"known models: {', '.join(names)}, hf:PATH, gguf:FILE")
 
 
-_BACKENDS: dict[tuple[str, str | None, str, str], TransformersBackend] = {}
-_BACKENDS_LOCK = threading.Lock()
+def options(device: str | None, dtype: str | None) -> tuple[str, str]:
+    """The device and dtype a load with these arguments uses (for the engine's cache keys):
+    ``device`` defaults to ``LMQ_DEVICE``, else ``cuda`` when available, else ``cpu``;
+    ``dtype`` to ``LMQ_DTYPE``, else ``float32`` on CPU and ``bfloat16`` on CUDA."""
+    device = _resolve_device(device)
+    return device, _resolve_dtype(dtype, device)
 
 
-def load_backend(spec: str, device: str | None = None, dtype: str | None = None,
-                 adapter: str | None = None) -> TransformersBackend:
-    """The process-wide backend for ``(spec, adapter, device, dtype)``, loaded on first use;
-    ``adapter`` is a PEFT adapter folder (:mod:`lmq.runtime.backends.adapters`) merged into a fresh
-    copy of the model (named ``SPEC+FOLDER`` in traces).
-
-    ``device`` defaults to ``cuda`` when available, else ``cpu``; ``dtype`` to ``float32`` on
-    CPU and ``bfloat16`` on CUDA."""
+def load(spec: str, *, device: str | None = None, dtype: str | None = None,
+         adapter: str | None = None) -> TransformersBackend:
+    """A new backend for ``spec`` (see the module docstring); ``adapter`` is a PEFT adapter
+    folder (:mod:`lmq.runtime.backends.adapters`) merged into the model (named
+    ``SPEC+FOLDER`` in traces)."""
     from lmq.runtime.backends.hf import TransformersBackend
 
-    device = _resolve_device(device)
-    dtype = _resolve_dtype(dtype, device)
-    key = (spec, adapter, device, dtype)
-    with _BACKENDS_LOCK:
-        backend = _BACKENDS.get(key)
-        if backend is None:
-            merge = adapter_merger(adapter) if adapter is not None else None
-            model, tokenizer = load_model(spec, device, dtype)
-            name = spec
-            if merge is not None:
-                model, name = merge(model), f"{spec}+{Path(str(adapter)).name}"
-            backend = TransformersBackend(model, tokenizer, name=name)
-            _BACKENDS[key] = backend
-        return backend
+    device, dtype = options(device, dtype)
+    merge = adapter_merger(adapter) if adapter is not None else None
+    model, tokenizer = load_model(spec, device, dtype)
+    name = spec
+    if merge is not None:
+        model, name = merge(model), f"{spec}+{Path(str(adapter)).name}"
+    return TransformersBackend(model, tokenizer, name=name)
 
 
 def known_models() -> list[ModelInfo]:

@@ -64,7 +64,8 @@ def _proposals(decoding: Decoding, row: Row, logits: torch.Tensor,
     assert row.hole is not None or row.request is not None
     if row.hole is None:  # a distribution: deterministic, one proposal
         return [(-1, 0.0)]
-    scores = masked(row.hole, logits)
+    assert row.runtime is not None
+    scores = masked(row.hole, logits, row.runtime.bank(logits.device))
     logprobs = scores - torch.logsumexp(logits, dim=-1)
     top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
     return [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
@@ -95,7 +96,7 @@ def fork(row: Row) -> Row:
         hole.tokens, hole.data = list(row.hole.tokens), bytearray(row.hole.data)
         hole.boundaries, hole.logprobs = list(row.hole.boundaries), list(row.hole.logprobs)
     return Row(row.instance, row.state.fork(), counters, copies(row.contexts),
-               request=row.request, hole=hole, runtime=row.runtime, plan=row.plan,
+               request=row.request, hole=hole, view=row.view, runtime=row.runtime, plan=row.plan,
                companions=copies(row.companions), rng=row.rng, score=row.score)
 
 

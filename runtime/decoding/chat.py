@@ -1,4 +1,4 @@
-"""Chat role tags rendered through the tokenizer's chat template (LANGUAGE.md section 8).
+"""Chat role tags rendered through the model's chat template (LANGUAGE.md section 8).
 
 Prompts are built incrementally, so the template is not applied to a finished message
 list: it is rendered once with sentinel messages to learn each role's header and footer
@@ -8,6 +8,10 @@ and the default system turn, which are then inserted wherever the role changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lmq.runtime.backends.base import Vocabulary
 
 _A, _B = "\u2060lmqA\u2060", "\u2060lmqB\u2060"
 
@@ -30,19 +34,21 @@ class ChatFormat:
         return cls({r: f"{r}: " for r in roles}, {r: "\n" for r in roles})
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> ChatFormat:
-        if not getattr(tokenizer, "chat_template", None):
-            return cls.plain()
+    def from_vocabulary(cls, vocabulary: Vocabulary) -> ChatFormat:
+        """The format of the vocabulary's chat template; :meth:`plain` without one, or
+        when the template cannot render sentinel messages (never an error)."""
         try:
-            return cls._from_template(tokenizer)
-        except Exception:  # a template that cannot render sentinels: fall back, never fail
+            return cls._from_template(vocabulary)
+        except Exception:  # noqa: BLE001 - templates are arbitrary Jinja
             return cls.plain()
 
     @classmethod
-    def _from_template(cls, tokenizer) -> ChatFormat:
+    def _from_template(cls, vocabulary: Vocabulary) -> ChatFormat:
         def render(messages, generation=False) -> str:
-            return tokenizer.apply_chat_template(messages, tokenize=False,
-                                                 add_generation_prompt=generation)
+            text = vocabulary.render_chat(messages, generation)
+            if text is None:
+                raise LookupError("no chat template")
+            return text
 
         system_only = render([{"role": "system", "content": _A}])
         system_header, system_footer = system_only.split(_A)

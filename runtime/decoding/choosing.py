@@ -64,22 +64,10 @@ class MaskBank:
         return slot
 
 
-_BANKS: dict[tuple[str, int], MaskBank] = {}  # per device and vocabulary width
-
-
-def bank_for(device: torch.device, width: int) -> MaskBank:
-    """The process-wide mask bank of ``device`` and ``width`` (runs hold one lock, so one
-    decoding loop uses it at a time)."""
-    key = (str(device), width)
-    if key not in _BANKS:
-        _BANKS[key] = MaskBank(device, width)
-    return _BANKS[key]
-
-
-def masked(hole: HoleRun, logits: torch.Tensor) -> torch.Tensor:
+def masked(hole: HoleRun, logits: torch.Tensor, bank: MaskBank) -> torch.Tensor:
     """The logits with every token the hole forbids set to -inf (the hole fails when that
-    leaves nothing)."""
-    allowed = bank_for(logits.device, logits.shape[-1]).allowed([hole])
+    leaves nothing); ``bank`` is the model's mask bank on the logits' device."""
+    allowed = bank.allowed([hole])
     if allowed is None:
         return logits
     scores = torch.where(allowed[0], logits, float("-inf"))
@@ -95,12 +83,13 @@ dense path for a date regex at 16 rows; dense masks win for states allowing most
 vocabulary)."""
 
 
-def greedy_batch(holes: Sequence[HoleRun],
-                 logits: Sequence[torch.Tensor]) -> list[tuple[int, float] | None]:
+def greedy_batch(holes: Sequence[HoleRun], logits: Sequence[torch.Tensor],
+                 bank: MaskBank) -> list[tuple[int, float] | None]:
     """The greedy ``(token, logprob)`` of each row, for rows of one model, None for a row
     whose mask allows nothing. On the CPU, rows with few allowed tokens take the argmax of
     those tokens' logits alone (:data:`SPARSE_MAX`); the others get their masks from the
-    device's :class:`MaskBank`, one ``where`` and one ``argmax`` for all of them."""
+    model's :class:`MaskBank` on the logits' device, one ``where`` and one ``argmax`` for
+    all of them."""
     stacked = torch.stack(list(logits))
     ids = [_few_allowed(hole, stacked.device) for hole in holes]
     sparse = [i for i, row_ids in enumerate(ids) if row_ids is not None and len(row_ids)]
@@ -116,7 +105,7 @@ def greedy_batch(holes: Sequence[HoleRun],
         tokens[sparse], best[sparse] = columns.gather(1, top)[:, 0], values.gather(1, top)[:, 0]
     if dense:
         scores = stacked if len(dense) == len(holes) else stacked[dense]
-        allowed = bank_for(stacked.device, stacked.shape[-1]).allowed([holes[i] for i in dense])
+        allowed = bank.allowed([holes[i] for i in dense])
         if allowed is not None:
             scores = torch.where(allowed, scores, float("-inf"))
         top = _argmax(scores)[:, None]
@@ -152,7 +141,7 @@ def _padded(rows: list) -> torch.Tensor:
 
 
 def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
-               rng: torch.Generator | None) -> tuple[int, float]:
+               rng: torch.Generator | None, bank: MaskBank) -> tuple[int, float]:
     """The next token of one row under the hole's mask and ``decoder``, with its
     log-probability under the unmasked ``logits``. On the CPU, a state allowing at most
     :data:`SPARSE_MAX` tokens decides among their logits alone: the same token as masking
@@ -160,7 +149,7 @@ def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
     time. The hole fails when nothing is allowed."""
     ids = _few_allowed(hole, logits.device)
     columns = None if ids is None else torch.tensor(ids)  # a copy: ids may be read-only
-    scores = masked(hole, logits) if columns is None else logits[columns]
+    scores = masked(hole, logits, bank) if columns is None else logits[columns]
     if columns is not None and not torch.isfinite(scores).any():
         hole.fail("no token is allowed")
     choice = sample(scores, decoder, rng) if decoder.name == "sample" else \

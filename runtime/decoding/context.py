@@ -7,21 +7,26 @@ what the program took away (a nested query's text after ``return``). Nothing alr
 cache is ever encoded again; the one exception, a stop phrase that ends inside a token, is
 counted in ``tokens_reencoded``.
 
-A healed hole (:mod:`lmq.runtime.decoding.healing`) took the last token of the prompt text before it:
-its tokens spell that token's text and then the hole's value. Its entry is marked
+A healed hole (:mod:`lmq.runtime.decoding.healing`) took the last token of the prompt text
+before it: its tokens spell that token's text and then the hole's value. Its entry is marked
 ``healed``; a rollback that removes it also removes the text before it, and a row that
 meets such a segment for the first time leaves the healed text out of the prompt text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
+
 from lmq.errors import LmqLimitError
+from lmq.runtime.backends.base import Backend, ModelView
 from lmq.runtime.decoding.chat import ChatFormat
-from lmq.runtime.decoding.model_runtime import RUNTIMES
-from lmq.runtime.interpreter.program import Segment
+from lmq.runtime.decoding.instance import Segment
+from lmq.runtime.decoding.model_runtime import ModelRuntime
 
 
 @dataclass
@@ -54,15 +59,16 @@ class _Fed:
 
 @dataclass
 class RowContext:
-    """One backend row holding one program instance's context.
+    """One backend row holding one program instance's context on one model view.
 
     ``fed[0]`` is a base entry for tokens that belong to no segment (a chat header opened
     right before a hole, a start token); later entries follow the interpreter's segments.
+    ``chat`` is the model's chat format with the view's system prompt.
     """
 
-    backend: Any
+    view: ModelView
+    runtime: ModelRuntime
     handle: int
-    chat: ChatFormat
     max_len: int
     counters: Counters
     fed: list[_Fed] = field(default_factory=lambda: [_Fed(-1, 0, None)])
@@ -74,9 +80,13 @@ class RowContext:
     healing: bool = False  # the open hole took the prompt's last token
 
     def __post_init__(self) -> None:
-        system = getattr(self.backend, "system", None)  # a specialist's (lmq.runtime.specialists)
-        if system:
-            self.chat = self.chat.with_system(system)
+        self.chat: ChatFormat = self.runtime.chat
+        if self.view.system:  # a specialist's (lmq.runtime.specialists)
+            self.chat = self.chat.with_system(self.view.system)
+
+    @property
+    def backend(self) -> Backend:
+        return self.view.backend
 
     @property
     def role(self) -> str | None:
@@ -122,9 +132,9 @@ class RowContext:
         ``text`` (the text before it) that they spell too: "" unless the hole was healed.
         None where the segment is encoded as text: another model's, or a healed one whose
         healed text this row has already fed."""
-        if segment.tokens is None or segment.model is not self.backend:
+        if segment.tokens is None or segment.model is not self.view:
             return None
-        table = RUNTIMES.get(self.backend).text_bytes
+        table = self.runtime.text_bytes
         spelled, own = b"".join(table[t] for t in segment.tokens), segment.text.encode()
         healed = spelled[:len(spelled) - len(own)]
         if not healed or not spelled.endswith(own) or not healed.isspace():
@@ -140,7 +150,7 @@ class RowContext:
         the row had seen before a rollback (counted as re-encoded)."""
         if not text:
             return
-        ids = self.backend.encode(text)
+        ids = self.runtime.vocabulary.encode(text)
         self._extend(ids)
         self.text_tail = bool(ids)
         self.counters.prompt_tokens += len(ids)
@@ -222,8 +232,14 @@ class RowContext:
         return feed
 
     def fork(self, handle: int, counters: Counters) -> RowContext:
-        return RowContext(self.backend, handle, self.chat, self.max_len, counters,
+        return RowContext(self.view, self.runtime, handle, self.max_len, counters,
                           [_Fed(f.serial, f.n_tokens, f.role_after, f.healed)
                            for f in self.fed],
                           list(self.pending), list(self.hole_tokens), self.length,
                           self.last_logits, self.text_tail, self.healing)
+
+
+def forward_logits(backend: Backend, feeds: Mapping[int, Sequence[int]]) -> torch.Tensor:
+    """``backend.forward(feeds)`` as a torch tensor (a numpy array is wrapped, not copied)."""
+    logits = backend.forward(feeds)
+    return torch.from_numpy(logits) if isinstance(logits, np.ndarray) else logits

@@ -22,39 +22,16 @@ healed alike.
 from __future__ import annotations
 
 import os
-import threading
 
 from lmq.constraints import HoleSpec
 from lmq.runtime.decoding.context import RowContext
 from lmq.runtime.decoding.holes import HoleRun
-
-_MERGING: dict[str, frozenset[bytes]] = {}  # per tokenizer fingerprint
-_LOCK = threading.Lock()
 
 
 def healing_enabled() -> bool:
     """Whether token healing is on (``LMQ_TOKEN_HEALING``, default on)."""
     return os.environ.get("LMQ_TOKEN_HEALING", "1").strip().lower() not in ("0", "false", "no",
                                                                              "off")
-
-
-def merging_whitespace(runtime) -> frozenset[bytes]:
-    """The whitespace runs that some vocabulary token of ``runtime`` continues with a
-    non-whitespace character (SmolLM2: only b" "; a newline is never merged there)."""
-    key = runtime.index.fingerprint
-    with _LOCK:
-        found = _MERGING.get(key)
-    if found is None:
-        runs = set()
-        special = runtime.index.special
-        for token_id, data in enumerate(runtime.text_bytes):
-            stripped = data.lstrip()  # ASCII whitespace
-            if stripped and len(stripped) < len(data) and not special[token_id]:
-                runs.add(data[:len(data) - len(stripped)])
-        found = frozenset(runs)
-        with _LOCK:
-            _MERGING[key] = found
-    return found
 
 
 def heal(context: RowContext, runtime, spec: HoleSpec, budget: int,
@@ -66,7 +43,7 @@ def heal(context: RowContext, runtime, spec: HoleSpec, budget: int,
     with SmolLM2, which has no " 7" token). ``enabled`` overrides ``LMQ_TOKEN_HEALING``."""
     last = context.last_text_token()
     if last is None or not (healing_enabled() if enabled is None else enabled) or \
-            runtime.text_bytes[last] not in merging_whitespace(runtime):
+            runtime.text_bytes[last] not in runtime.merging_whitespace:
         return ""
     text = runtime.text_bytes[last]
     trial = HoleRun(spec, runtime.guide(spec.generation(text.decode())), runtime.text_bytes,

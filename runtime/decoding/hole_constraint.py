@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 
 from lmq.errors import LmqConstraintError, LmqError, Source
 from lmq.runtime.decoding.context import Counters, RowContext
-from lmq.runtime.decoding.model_runtime import ModelRuntime
-from lmq.runtime.interpreter.frames import HoleRequest
 from lmq.runtime.decoding.healing import heal
 from lmq.runtime.decoding.holes import HoleRun
+from lmq.runtime.decoding.instance import HoleRequest
+from lmq.runtime.decoding.model_runtime import ModelRuntime
 
 
 def open_hole(request: HoleRequest, context: RowContext, runtime: ModelRuntime,
@@ -59,7 +59,7 @@ def forced(hole: HoleRun, runtime: ModelRuntime, contexts: list[RowContext],
     text = data.decode("utf-8", errors="ignore")
     if not text:
         return
-    ids = runtime.backend.encode(text)[:hole.budget - len(hole.tokens)]
+    ids = runtime.vocabulary.encode(text)[:hole.budget - len(hole.tokens)]
     for i, token in enumerate(ids):
         if hole.ending is not None or not hole.guide.mask(hole.state)[token]:
             return

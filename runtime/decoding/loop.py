@@ -1,10 +1,12 @@
 """The decoding loop: program instances as batch rows, advanced in lockstep.
 
-Every row is a :class:`ProgramState` paused at a hole. Each step, for each model, the rows
-decoding on it feed their queued tokens (the text appended since their last step plus the
-last generated token) in ONE forward pass, get one logits row each, apply their own mask,
-and choose their next token; a row whose hole ends runs its program on to the next hole,
-and its next text rides along in the following forward pass. ``sample(n)`` and
+Every row is a program instance (:class:`~lmq.runtime.decoding.instance.ProgramInstance`)
+paused at a hole. Each step, for each model, the rows decoding on it feed their queued
+tokens (the text appended since their last step plus the last generated token) in ONE
+forward pass, get one logits row each, apply their own mask, and choose their next token;
+a row whose hole ends runs its program on to the next hole, and its next text rides along
+in the following forward pass. Features (fusion, routing, knowledge preference) reach the
+loop only as a hole's plan (:func:`~lmq.runtime.decoding.features.hole_plan`). ``sample(n)`` and
 ``q.batch`` are just more rows; ``beam(n)`` forks rows (:mod:`lmq.runtime.decoding.beam`).
 """
 
@@ -21,17 +23,17 @@ import torch
 
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqModelError
+from lmq.runtime.backends.base import ModelView
 from lmq.runtime.decoding.choosing import greedy_batch, pick_token
-from lmq.runtime.decoding.plans import Ensemble, Plan, ensemble_plan, review, text_before
-from lmq.runtime.decoding.context import Counters, RowContext
-from lmq.runtime.decoding.model_runtime import RUNTIMES, ModelRuntime
+from lmq.runtime.decoding.context import Counters, RowContext, forward_logits
+from lmq.runtime.decoding.features import hole_plan
 from lmq.runtime.decoding.hole_constraint import check_predicates, forced, open_hole, weigh
 from lmq.runtime.decoding.holes import HoleRun
-from lmq.runtime.interpreter.program import HoleRequest, ProgramState
-from lmq.runtime.decoding.prefer import PREFER_MODES, prefer_plan
+from lmq.runtime.decoding.instance import HoleRequest, ProgramInstance
+from lmq.runtime.decoding.model_runtime import ModelRuntime, ModelRuntimes
+from lmq.runtime.decoding.plans import Plan, review, text_before
 
-ModelResolver = Callable[[Any], Any]  # inline `from` value (or None) -> backend
-__all__ = ["PREFER_MODES", "Decoding", "Row", "TraceEntry"]
+ModelResolver = Callable[[Any], ModelView]  # inline `from` value (or None) -> model view
 
 
 @dataclass
@@ -49,12 +51,13 @@ class Row:
     """One program instance (or one branch of one) being decoded."""
 
     instance: int
-    state: ProgramState
+    state: ProgramInstance
     counters: Counters = field(default_factory=Counters)
-    contexts: dict[int, RowContext] = field(default_factory=dict)
+    contexts: dict[ModelView, RowContext] = field(default_factory=dict)  # one per view
     request: HoleRequest | None = None
     hole: HoleRun | None = None
-    runtime: ModelRuntime | None = None
+    view: ModelView | None = None  # what the current hole decodes on
+    runtime: ModelRuntime | None = None  # the view's backend's
     plan: Plan | None = None  # companions, view, review of the current hole (prefer, fuse)
     companions: dict[tuple[str, str], RowContext] = field(default_factory=dict)
     rng: torch.Generator | None = None
@@ -63,8 +66,8 @@ class Row:
 
     @property
     def context(self) -> RowContext:
-        assert self.runtime is not None
-        return self.contexts[id(self.runtime.backend)]
+        assert self.view is not None
+        return self.contexts[self.view]
 
     def hole_contexts(self) -> list[RowContext]:
         """The contexts the current hole advances: the main one and its companions."""
@@ -80,11 +83,12 @@ class Row:
 class Decoding:
     """Runs rows to completion under one decoder."""
 
-    def __init__(self, decoder: DecoderSpec, resolve: ModelResolver,
+    def __init__(self, decoder: DecoderSpec, resolve: ModelResolver, runtimes: ModelRuntimes,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
                  force_tokens: bool = True) -> None:
         self.decoder = decoder
         self.resolve = resolve
+        self.runtimes = runtimes
         self.on_event = on_event  # streaming: token and hole events, see _emit
         self.force_tokens = force_tokens
         self.trace: list[TraceEntry] = []
@@ -143,17 +147,16 @@ class Decoding:
         for row in rows:
             for context in row.hole_contexts():
                 if context.pending:  # specialists' views of one model share its passes
-                    model = getattr(context.backend, "base", context.backend)
-                    by_model.setdefault(model, []).append((row, context))
+                    by_model.setdefault(context.backend, []).append((row, context))
         for backend, pairs in by_model.items():
             feeds = {context.handle: context.take_feed() for _, context in pairs}
-            logits = backend.forward(feeds)
+            logits = forward_logits(backend, feeds)
             self.forward_passes += 1
             for (_, context), row_logits in zip(pairs, logits):
                 context.last_logits = row_logits
             for row in {id(row): row for row, _ in pairs}.values():
                 row.counters.forward_passes += 1
-            names = dict.fromkeys(context.backend.name for _, context in pairs)
+            names = dict.fromkeys(context.view.name for _, context in pairs)
             self.trace.append(TraceEntry(", ".join(names), len(feeds),
                                          sum(len(ids) for ids in feeds.values()),
                                          len(feeds), 0.0, self.forced_since_call))
@@ -181,18 +184,12 @@ class Decoding:
                 if self.on_event is not None:
                     self.on_event({"event": "done", "instance": row.instance})
                 return
-            model, row.plan = request.model, None
-            if isinstance(model, str) and hasattr(model, "scores"):  # lmq.stdlib.routing.Route
+            model, row.plan, decision = hole_plan(request, row.state.context)
+            if decision is not None:
                 self.decisions.append({"instance": row.instance, "hole": request.hole.name,
-                                       "route": str(model), "by": getattr(model, "by", None),
-                                       "scores": dict(model.scores)})
-            if isinstance(model, Ensemble):
-                model, row.plan = model.main, ensemble_plan(model)
-            elif request.prefer is not None and request.distribution is None:
-                row.plan = prefer_plan(request.prefer, row.state.context,
-                                       lambda e: row.state.evaluator.evaluate(
-                                           e, row.state.globals))
-            row.runtime = RUNTIMES.get(self.resolve(model))
+                                       **decision})
+            row.view = self.resolve(model)
+            row.runtime = self.runtimes.get(row.view.backend)
             context = self._context(row)
             context.sync(row.plan.segments(row.state.context) if row.plan else
                          row.state.context, row.state.role)
@@ -204,7 +201,7 @@ class Decoding:
                 self._sync_companions(row)
                 row.plan.start_score = row.score
             row.hole = open_hole(request, context, row.runtime, self.decoder_for(row).max_tokens,
-                                 row.plan is None, row.state.program.source)
+                                 row.plan is None, row.state.source)
             if row.hole.ending is None and self.force_tokens:
                 self.force(row)
             if row.hole.ending is None:
@@ -213,18 +210,17 @@ class Decoding:
 
     def _sync_companions(self, row: Row) -> None:
         """Bring the hole's companion contexts up to date (each sees its own segments)."""
-        assert row.plan is not None and row.runtime is not None
+        assert row.plan is not None and row.runtime is not None and row.view is not None
         for companion in row.plan.companions:
             context = row.companions.get(companion.key)
             if context is None:
-                backend = row.runtime.backend if companion.model is None else \
-                    self.resolve(companion.model)
-                runtime = RUNTIMES.get(backend)
+                view = row.view if companion.model is None else self.resolve(companion.model)
+                runtime = self.runtimes.get(view.backend)
                 if runtime.index.fingerprint != row.runtime.index.fingerprint:
-                    raise LmqModelError(f"{backend.name} and {row.runtime.backend.name} have "
+                    raise LmqModelError(f"{view.name} and {row.view.name} have "
                                         "different vocabularies; logits can only be combined "
                                         "across models with identical tokenizers")
-                context = RowContext(backend, backend.new_rows(1)[0], runtime.chat,
+                context = RowContext(view, runtime, view.backend.new_rows(1)[0],
                                      row.context.max_len, row.counters)
                 row.companions[companion.key] = context
             context.sync(companion.segments(row.state.context), row.state.role)
@@ -232,15 +228,13 @@ class Decoding:
                 context.start_token(row.runtime.start_token)
 
     def _context(self, row: Row) -> RowContext:
-        runtime = row.runtime
-        assert runtime is not None
-        key = id(runtime.backend)
-        if key not in row.contexts:
-            handle = runtime.backend.new_rows(1)[0]
+        view, runtime = row.view, row.runtime
+        assert view is not None and runtime is not None
+        if view not in row.contexts:
+            handle = view.backend.new_rows(1)[0]
             max_len = self.decoder.max_len or runtime.context_length
-            row.contexts[key] = RowContext(runtime.backend, handle, runtime.chat, max_len,
-                                           row.counters)
-        return row.contexts[key]
+            row.contexts[view] = RowContext(view, runtime, handle, max_len, row.counters)
+        return row.contexts[view]
 
     def choose(self, row: Row, logits: torch.Tensor,
                pick: tuple[int, float] | None = None) -> None:
@@ -254,7 +248,8 @@ class Decoding:
         assert row.hole is not None
         if pick is None:  # the choice is timed as mask time
             start = time.perf_counter()
-            pick = pick_token(row.hole, logits, self.decoder_for(row), row.rng)
+            pick = pick_token(row.hole, logits, self.decoder_for(row), row.rng,
+                              row.runtime.bank(logits.device))
             self.mask_seconds += time.perf_counter() - start
         self.apply(row, *pick)
 
@@ -267,13 +262,16 @@ class Decoding:
         for row, row_logits in zip(rows, logits):
             if row.hole is not None and row.request is not None and \
                     row.request.distribution is None:
-                key = (row_logits.device, row_logits.shape[-1])
+                key = (id(row.runtime), row_logits.device)
                 groups.setdefault(key, []).append((row, row_logits))
         picks: dict[int, tuple[int, float]] = {}
         for pairs in groups.values():
             start = time.perf_counter()
+            runtime = pairs[0][0].runtime
+            assert runtime is not None
             chosen = greedy_batch([row.hole for row, _ in pairs],  # type: ignore[misc]
-                                  [row_logits for _, row_logits in pairs])
+                                  [row_logits for _, row_logits in pairs],
+                                  runtime.bank(pairs[0][1].device))
             self.mask_seconds += time.perf_counter() - start
             for (row, _), pick in zip(pairs, chosen):
                 if pick is not None:
@@ -285,7 +283,7 @@ class Decoding:
         hole, runtime = row.hole, row.runtime
         assert hole is not None and runtime is not None
         row.score += logprob
-        if token in runtime.backend.eos_token_ids and hole.can_end():
+        if token in runtime.vocabulary.eos_ids and hole.can_end():
             hole.end_of_sequence()
         else:
             hole.push(token, logprob)
@@ -311,10 +309,11 @@ class Decoding:
                        token=token, logprob=0.0)
 
     def decoder_for(self, row: Row) -> DecoderSpec:
-        """The run's decoder with the generation settings (``temperature``, ``top_k``,
-        ``top_p``, ``max_tokens``) of the specialist decoding the row's hole, if any
-        (:class:`lmq.runtime.specialists.SpecialistBackend`)."""
-        settings = getattr(row.runtime.backend, "settings", None) if row.runtime else None
+        """What the row's hole decodes with: the run's decoder with the generation settings
+        (``temperature``, ``top_k``, ``top_p``, ``max_tokens``) of the specialist whose view
+        decodes it, if any. The only place a hole's ``max_tokens`` is decided; the hole's
+        own bound and the room left in the context narrow it (:func:`open_hole`)."""
+        settings = row.view.settings if row.view is not None else None
         return dataclasses.replace(self.decoder, **settings) if settings else self.decoder
 
     def finish(self, row: Row) -> None:
@@ -323,7 +322,7 @@ class Decoding:
         hole, runtime = row.hole, row.runtime
         assert hole is not None and hole.ending is not None and runtime is not None
         ending = hole.ending
-        extra = runtime.backend.encode(ending.tail.decode("utf-8")) if ending.tail else []
+        extra = runtime.vocabulary.encode(ending.tail.decode("utf-8")) if ending.tail else []
         if row.plan is not None and row.plan.review is not None and not self._reviewed(
                 row, row.context.hole_tokens[:ending.keep] + extra):
             return
@@ -333,7 +332,7 @@ class Decoding:
             companion.close_hole(ending.keep, extra)
         text = ending.value.decode("utf-8", errors="replace")
         check_predicates(hole, text)
-        row.state.fill(text, tokens=tuple(tokens), model=runtime.backend,
+        row.state.fill(text, tokens=tuple(tokens), model=row.view,
                        logprobs=hole.logprobs[:ending.keep])
         if row.plan is not None and row.plan.decisions:
             self.decisions.append({"hole": hole.spec.hole, "instance": row.instance,
@@ -360,7 +359,7 @@ class Decoding:
         row.score = row.plan.start_score = plan.start_score
         row.context.sync(row.plan.segments(row.state.context), row.state.role)
         row.hole = open_hole(request, row.context, row.runtime, self.decoder_for(row).max_tokens,
-                             row.plan is None, row.state.program.source)
+                             row.plan is None, row.state.source)
         if row.hole.ending is None and self.force_tokens:
             self.force(row)
         if row.hole.ending is not None:
@@ -371,13 +370,13 @@ class Decoding:
         """Score every value as a continuation in one batched pass; bind the likeliest."""
         runtime = row.runtime
         assert runtime is not None
-        sequences = [runtime.backend.encode(value) for value in values]
+        sequences = [runtime.vocabulary.encode(value) for value in values]
         scores = runtime.backend.score(row.context.handle, sequences, first_logits=logits)
         self.forward_passes += 1
         row.counters.forward_passes += 1
         probabilities, best = weigh(values, scores)
         assert row.request is not None
-        row.state.distribution[row.request.hole.name] = probabilities
+        row.state.record_distribution(row.request.hole.name, probabilities)
         row.state.fill(values[best], logprobs=list(scores[best]))
         row.score += sum(scores[best])
         self.advance(row)

@@ -1,38 +1,45 @@
 """Per-model runtime state shared by every row that decodes on that model.
 
 A :class:`ModelRuntime` wraps one backend with what decoding needs besides the model: the
-tokenizer's :class:`TokenIndex` (built once, cached on disk), the chat format, the text of
-every token, and compiled guides memoised per constraint — so a batch shares one index and
-one guide per constraint while each row keeps its own cursor (STYLE.md principle 6).
+:class:`TokenIndex` of its vocabulary (built once, cached on disk), the chat format, the
+text of every token, the compiled guides memoised per constraint and the bank of their
+masks on the logits' device — so a batch shares one index and one guide per constraint
+while each row keeps its own cursor (STYLE.md principle 6). Specialists' views of one
+backend share its runtime. :class:`ModelRuntimes` holds an engine's runtimes.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from functools import cached_property
 
 import numpy as np
+import torch
 
 from lmq import regular
-from lmq.runtime.decoding.chat import ChatFormat
 from lmq.runtime.automata.guide import DfaGuide
 from lmq.runtime.automata.tokens import TokenIndex
+from lmq.runtime.backends.base import Backend
+from lmq.runtime.decoding.chat import ChatFormat
+from lmq.runtime.decoding.choosing import MaskBank
 
 _GUIDE_CACHE_SIZE = 256
 
 
 class ModelRuntime:
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.index = TokenIndex.from_tokenizer(backend.tokenizer, backend.vocab_size,
-                                               backend.eos_token_ids)
-        self.chat = ChatFormat.from_tokenizer(backend.tokenizer)
-        self.eos_ids = np.array(sorted(backend.eos_token_ids), dtype=np.int64)
+        self.vocabulary = vocabulary = backend.vocabulary
+        self.index = TokenIndex.from_vocabulary(vocabulary)
+        self.chat = ChatFormat.from_vocabulary(vocabulary)
+        self.eos_ids = np.array(sorted(vocabulary.eos_ids), dtype=np.int64)
         self.text_bytes = self._text_bytes()
-        self.start_token = self._start_token()
-        self.context_length = int(getattr(backend, "context_length", 0) or 8192)
+        self.start_token = vocabulary.bos_id if vocabulary.bos_id is not None else \
+            int(self.eos_ids[0])
+        self.context_length = backend.context_length
         self._guides: OrderedDict[regular.Regular, DfaGuide] = OrderedDict()
+        self._banks: dict[str, MaskBank] = {}
         self._lock = threading.Lock()
 
     def guide(self, tree: regular.Regular | None) -> DfaGuide | None:
@@ -50,37 +57,45 @@ class ModelRuntime:
                 self._guides.move_to_end(tree)
             return guide
 
+    def bank(self, device: torch.device) -> MaskBank:
+        """The mask bank of this model's logits on ``device`` (a run holds its engine's
+        lock, so one decoding loop uses it at a time)."""
+        key = str(device)
+        if key not in self._banks:
+            self._banks[key] = MaskBank(device, self.index.vocab_size)
+        return self._banks[key]
+
+    @cached_property
+    def merging_whitespace(self) -> frozenset[bytes]:
+        """The whitespace runs that some content token continues with a non-whitespace
+        character (SmolLM2: only b" "; a newline is never merged there): where token
+        healing applies (:mod:`lmq.runtime.decoding.healing`)."""
+        runs = set()
+        for token_id, data in enumerate(self.index.token_bytes):
+            stripped = data.lstrip()  # ASCII whitespace
+            if stripped and len(stripped) < len(data) and not self.index.special[token_id]:
+                runs.add(data[:len(data) - len(stripped)])
+        return frozenset(runs)
+
     def _text_bytes(self) -> list[bytes]:
         """Bytes of each token as text; special tokens spell their name (they only ever
         appear in unconstrained holes, whose masks do not exclude them)."""
         table = list(self.index.token_bytes)
-        tokenizer = self.backend.tokenizer
-        for token_id in np.flatnonzero(self.index.special):
-            if token_id < len(tokenizer):
-                name = tokenizer.convert_ids_to_tokens(int(token_id))
-                table[token_id] = (name or "").encode()
+        for token_id in np.flatnonzero(self.index.special).tolist():
+            table[token_id] = self.vocabulary.special_text(token_id).encode()
         return table
 
-    def _start_token(self) -> int:
-        tokenizer = self.backend.tokenizer
-        if tokenizer.bos_token_id is not None:
-            return int(tokenizer.bos_token_id)
-        return int(self.eos_ids[0])
 
-
-class Runtimes:
-    """The model runtimes of one process, keyed by backend."""
+class ModelRuntimes:
+    """The model runtimes of an engine, one per backend, built on first use."""
 
     def __init__(self) -> None:
-        self._runtimes: dict[int, ModelRuntime] = {}
+        self._runtimes: dict[Backend, ModelRuntime] = {}
         self._lock = threading.Lock()
 
-    def get(self, backend: Any) -> ModelRuntime:
+    def get(self, backend: Backend) -> ModelRuntime:
         with self._lock:
-            runtime = self._runtimes.get(id(backend))
+            runtime = self._runtimes.get(backend)
             if runtime is None:
-                runtime = self._runtimes[id(backend)] = ModelRuntime(backend)
+                runtime = self._runtimes[backend] = ModelRuntime(backend)
             return runtime
-
-
-RUNTIMES = Runtimes()

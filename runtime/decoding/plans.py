@@ -4,16 +4,17 @@ A :class:`Plan` may give a hole
 
 * **companion rows**: extra batch rows that follow the main row token for token, each with
   its own context or model, and a ``combine`` of their logits with the main row's —
-  ``fuse(large, base=small, experts=[...])`` (``lmq.stdlib.fusion``, Dynamic Logit Fusion)
-  and ``prefer … with mode="contrastive"``;
+  ``fuse(large, base=small, experts=[...])`` (an :class:`~lmq.runtime.decoding.features.
+  Ensemble`, Dynamic Logit Fusion) and ``prefer … with mode="contrastive"``;
 * a **view**: the segments the main row sees instead of the program's —
   ``prefer … with mode="prompt"`` and ``mode="cascade"``;
 * a **review** of the finished value: it returns the next plan, whose own ``review`` is None
   when the value stands; otherwise the value is discarded and the hole is decoded again
   under the next plan (``mode="cascade"`` falling back down the hierarchy).
 
-The knowledge-preference plans are built in :mod:`lmq.runtime.decoding.prefer`; the decoding loop
-feeds companions in the same forward pass per model as the main rows.
+The plans of features are built by :func:`lmq.runtime.decoding.features.hole_plan` (the
+knowledge-preference ones in :mod:`lmq.runtime.decoding.prefer`); the decoding loop feeds
+companions in the same forward pass per model as the main rows.
 """
 
 from __future__ import annotations
@@ -25,21 +26,9 @@ from typing import Any
 
 import torch
 
-from lmq.runtime.decoding.context import RowContext
-from lmq.runtime.interpreter.program import Segment
-
-Combiner = Callable[[torch.Tensor, Sequence[torch.Tensor]], tuple[torch.Tensor, dict]]
-
-
-@dataclass(frozen=True)
-class Ensemble:
-    """What ``lmq.stdlib.fusion.fuse`` returns: decode with ``main``'s tokens and masks,
-    from logits combined with the ``others`` models' logits on the same context."""
-
-    main: Any
-    others: tuple[Any, ...]
-    combine: Combiner
-    name: str = "fuse"
+from lmq.runtime.decoding.context import RowContext, forward_logits
+from lmq.runtime.decoding.instance import Segment
+from lmq.runtime.decoding.model_choices import Combiner
 
 
 @dataclass
@@ -110,13 +99,14 @@ def review(plan: Plan, context: RowContext, value: str, tokens: list[int],
         context.close_hole(0, [])
         first = None
         if context.pending:  # the hole ended before its first forward pass
-            first = context.last_logits = context.backend.forward(
-                {context.handle: context.take_feed()})[0]
+            first = context.last_logits = forward_logits(
+                context.backend, {context.handle: context.take_feed()})[0]
             passes += 1
         passes += 1
         return context.backend.score(context.handle, sequences, first_logits=first)
 
-    following = plan.review(Attempt(value, tokens, before, context.backend.encode, score))
+    following = plan.review(Attempt(value, tokens, before, context.runtime.vocabulary.encode,
+                                    score))
     context.counters.forward_passes += passes
     if following.review is not None:
         context.close_hole(0, [])
@@ -132,17 +122,6 @@ def text_before(segments: list[Segment], role: str | None) -> str:
     if not segments or segments[-1].role != role:
         return "\n"
     return segments[-1].text
-
-
-def ensemble_plan(ensemble: Ensemble) -> Plan:
-    """Companions for the ``others`` of an ensemble; an entry may be a model spec or a
-    ``(model, prefix)`` pair whose prefix text only that companion sees (prompt-as-expert)."""
-    companions = []
-    for i, other in enumerate(ensemble.others):
-        model, prefix = other if isinstance(other, tuple) else (other, None)
-        companions.append(Companion(("model", str(i)), model=model,
-                                    prefix=stable_segment(prefix) if prefix else None))
-    return Plan(companions, ensemble.combine)
 
 
 @lru_cache(maxsize=4096)

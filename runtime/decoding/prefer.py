@@ -14,17 +14,17 @@ A hole under ``prefer a > b > … [with mode=M, …]`` is decoded under a
   decoded plainly. ``strength=0`` is plain decoding; ``plausibility=0`` turns the
   constraint off. See :class:`Contrastive`.
 * ``prompt``: no extra rows; the main row sees the program's segments rewritten by
-  :func:`lmq.stdlib.knowledge.render_segments` — a sentence stating the precedence before
+  :func:`~lmq.runtime.decoding.knowledge.section_inserts` — a sentence stating the precedence before
   the first section and a heading on each run of one source's sections, highest priority
   marked. The program's own prompt (``result.prompt``) is unchanged; the rewritten text is
   the ``prompt`` of the hole's decision.
 * ``cascade`` (options ``margin=0.0``, ``sentinel="unanswerable"``): one attempt per source
   in order (sources without sections are skipped), each decoded under the hole's
   constraints from a view that keeps only that source's sections, introduced by
-  :func:`lmq.stdlib.knowledge.source_preamble` ("using only …, or reply unanswerable");
+  :func:`~lmq.runtime.decoding.knowledge.source_preamble` ("using only …, or reply unanswerable");
   ``parametric`` keeps no section at all. A finished value and the sentinel are scored
   exactly at the hole's start in one batched pass and
-  :func:`lmq.stdlib.knowledge.source_answered` decides with ``margin``; a declined value
+  :func:`~lmq.runtime.decoding.knowledge.source_answered` decides with ``margin``; a declined value
   is discarded and the hole is decoded again from the next source's view. ``parametric``
   always answers; the last source's value stands even when it declines (a hole always gets
   a value), which its step records as ``answered: false``. Each attempt is a step of the
@@ -38,7 +38,7 @@ attempts up to the first segment where two views differ.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -47,28 +47,27 @@ import torch
 
 from lmq import ir
 from lmq.errors import LmqCompileError, did_you_mean
-from lmq.runtime.decoding.plans import Attempt, Companion, Plan, stable_segment
-from lmq.runtime.interpreter.program import Segment
-from lmq.stdlib._scoring import normalized
-from lmq.stdlib.knowledge import (
+from lmq.runtime.decoding.instance import Segment
+from lmq.runtime.decoding.knowledge import (
     DEFAULT_MARGIN,
     SENTINEL,
+    mean_logprob,
     section_inserts,
     source_answered,
     source_preamble,
 )
+from lmq.runtime.decoding.plans import Attempt, Companion, Plan, stable_segment
 
 PREFER_MODES = ("contrastive", "prompt", "cascade")
 DEFAULT_PLAUSIBILITY = 0.1
 SOURCES = ("instruction", "context")
 
 
-def prefer_plan(prefer: ir.Prefer, segments: list[Segment],
-                evaluate: Callable[[ir.Expr], Any]) -> Plan | None:
-    """The plan of a ``prefer`` clause for a hole whose context is ``segments``, or None
-    when there is nothing to prefer (no ranked source has a section, and for a cascade no
-    ``parametric`` either)."""
-    options = {kw.name: evaluate(kw.value) for kw in prefer.options}
+def prefer_plan(prefer: ir.Prefer, options: Mapping[str, Any],
+                segments: list[Segment]) -> Plan | None:
+    """The plan of a ``prefer`` clause with its evaluated ``with`` ``options`` for a hole
+    whose context is ``segments``, or None when there is nothing to prefer (no ranked
+    source has a section, and for a cascade no ``parametric`` either)."""
     mode = options.get("mode", "contrastive")
     if mode not in PREFER_MODES:  # a mode from a variable (literals are checked earlier)
         raise LmqCompileError(f"unknown prefer mode {mode!r}", _span(prefer, "mode"),
@@ -91,7 +90,8 @@ def prefer_plan(prefer: ir.Prefer, segments: list[Segment],
     return contrastive_plan(ranked, _number(prefer, options, "strength", 1.0), plausibility)
 
 
-def _number(prefer: ir.Prefer, options: dict[str, Any], name: str, default: float) -> float:
+def _number(prefer: ir.Prefer, options: Mapping[str, Any], name: str,
+            default: float) -> float:
     value = options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise LmqCompileError(f"prefer option '{name}' takes a number, not {value!r}",
@@ -226,7 +226,7 @@ def review_step(steps: tuple[str, ...], margin: float, sentinel: str, done: tupl
     if source != "parametric":
         space = "" if attempt.before[-1:].isspace() else " "  # as the model would write it
         scores = attempt.score([attempt.tokens, attempt.encode(space + sentinel)])
-        step["answer_score"], step["sentinel_score"] = (normalized(s) for s in scores)
+        step["answer_score"], step["sentinel_score"] = (mean_logprob(s) for s in scores)
         step["answered"] = source_answered(attempt.value, step["answer_score"],
                                            step["sentinel_score"], margin, sentinel)
     if step["answered"] or last:

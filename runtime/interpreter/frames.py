@@ -1,48 +1,17 @@
-"""The interpreter's data: the :class:`Segment` s and :class:`HoleRequest` s it emits, the
-frames of its explicit stack, and the helpers that bind nested-query calls and copy
-variables for forks (:mod:`lmq.runtime.interpreter.program` runs them)."""
+"""The interpreter's data: the frames of its explicit stack, and the helpers that bind
+nested-query calls and copy variables for forks (:mod:`lmq.runtime.interpreter.program`
+runs them). What it emits, :class:`~lmq.runtime.decoding.instance.Segment` s and
+:class:`~lmq.runtime.decoding.instance.HoleRequest` s, is the decoding loop's contract."""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lmq import ir
-from lmq.constraints import HoleSpec
 from lmq.errors import LmqRuntimeError
 from lmq.runtime.interpreter.evaluate import Scope
-
-_serials = itertools.count()
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A piece of the model's context: prompt text, or a hole's generated text.
-
-    ``tokens`` holds the ids the model generated for a hole (on backend ``model``), so that
-    model's context is extended with exactly those tokens instead of re-encoded text.
-    """
-
-    text: str
-    role: str | None = None
-    knowledge: str | None = None
-    hole: str | None = None
-    tokens: tuple[int, ...] | None = None
-    model: Any = None
-    serial: int = field(default_factory=lambda: next(_serials))
-
-
-@dataclass(frozen=True)
-class HoleRequest:
-    """The program needs the model to fill ``hole`` under ``spec``."""
-
-    hole: ir.Hole
-    spec: HoleSpec
-    model: Any  # the inline ``from`` value of the statement, or None
-    distribution: tuple[str, ...] | None = None
-    prefer: ir.Prefer | None = None
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Host operations of lmq expressions, run under the sandbox and the limits.
 
-:mod:`lmq.runtime.interpreter.evaluate` walks an expression; the operations that hand values to Python
-go through here: a call (builtins, imported stdlib names, tools, methods of basic values),
+:mod:`lmq.runtime.interpreter.evaluate` walks an expression; the operations that hand values
+to Python go through here: a call (builtins, imported stdlib names, tools, methods of basic values),
 a binary operator, a comparison, iteration. Each refuses, before Python starts, work that
 would pass a limit, and notes the keys about to be hashed into a set or dict
 (:class:`~lmq.runtime.interpreter.sizes.Collisions`).

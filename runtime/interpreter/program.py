@@ -19,8 +19,9 @@ from typing import Any
 
 from lmq import ir, regular
 from lmq.constraints import constraints_for, hole_spec
-from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
+from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError, Source
 from lmq.limits import Limits
+from lmq.runtime.decoding.instance import HoleRequest, Segment
 from lmq.runtime.interpreter import sandbox, sizes
 from lmq.runtime.interpreter.evaluate import Evaluator, Scope
 from lmq.runtime.interpreter.frames import (
@@ -28,11 +29,9 @@ from lmq.runtime.interpreter.frames import (
     Block,
     ForLoop,
     Frame,
-    HoleRequest,
     PromptRun,
     QueryCall,
     QueryFunction,
-    Segment,
     WhileLoop,
     bind_arguments,
     copy_value,
@@ -80,6 +79,10 @@ class ProgramState:
     @property
     def prompt(self) -> str:
         return "".join(self.prompt_parts)
+
+    @property
+    def source(self) -> Source:
+        return self.program.source
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -134,6 +137,10 @@ class ProgramState:
                 error.span = request.hole.span
             raise error.with_source(self.program.source) from None
         frame.index += 1
+
+    def record_distribution(self, hole: str, probabilities: dict[str, float]) -> None:
+        """Keep the probabilities of a distribution hole's values for the result."""
+        self.distribution[hole] = probabilities
 
     def fork(self) -> ProgramState:
         """An independent copy: same position, copied variables, shared IR."""
@@ -356,8 +363,10 @@ class ProgramState:
                 raise LmqSandboxError(f"'{predicate.name}' is not callable in lmq programs "
                                       "(only builtins, imported stdlib names and tools can be "
                                       "predicates)", hole.span)
-        self.pending = HoleRequest(hole, spec, model, distribution,
-                                   frame.stmt.prefer or (program.prefer if top_level else None))
+        prefer = frame.stmt.prefer or (program.prefer if top_level else None)
+        options = {} if prefer is None else {
+            kw.name: self.evaluator.evaluate(kw.value, frame.scope) for kw in prefer.options}
+        self.pending = HoleRequest(hole, spec, model, distribution, prefer, options)
         return self.pending
 
     def _call_query(self, frame: PromptRun, hole: ir.Hole) -> None:

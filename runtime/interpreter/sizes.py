@@ -3,8 +3,8 @@
 Every value a program makes is checked against the :class:`~lmq.limits.Limits`; operations
 whose result or running time can be far larger than their inputs (``*``, ``%``,
 ``str.join``, ``sum`` of lists, ``int.to_bytes``, padding methods, format specs) are
-checked *before* they run (:mod:`lmq.runtime.interpreter.sandbox` prechecks methods and builtins with
-these functions). Writing a value out (``str``, ``repr``, ``print``, ``{value}``),
+checked *before* they run (:mod:`lmq.runtime.interpreter.sandbox` prechecks methods and
+builtins with these functions). Writing a value out (``str``, ``repr``, ``print``, ``{value}``),
 comparing or hashing containers, and handing a value back to the host first measure its
 extent without recursion (:func:`check_extent`), so a value built by sharing (``x = [x,
 x]`` sixty times: a few objects, 2**60 leaves) or nested 100,000 deep is refused instead of

@@ -29,15 +29,15 @@ def test_three_holes_reencode_nothing_and_feed_each_token_once():
 def test_greedy_hole_equals_transformers_generate():
     import torch
 
-    from lmq.runtime.backends.hf_models import load_backend
+    from lmq.runtime.engine import shared_engine
 
-    backend = load_backend("smollm2")
+    backend = shared_engine().backend("smollm2")
     prompt = "Write one sentence about the history of Paris."
     result = lmq.query(f'"{prompt}[X]" where len(TOKENS(X)) == 24', model="smollm2")()
-    ids = torch.tensor([backend.encode(prompt)])
+    ids = torch.tensor([backend.vocabulary.encode(prompt)])
     output = backend.model.generate(ids, attention_mask=torch.ones_like(ids),
                                     do_sample=False, max_new_tokens=24, min_new_tokens=24)
-    expected = backend.decode(output[0, ids.shape[1]:].tolist())
+    expected = backend.vocabulary.decode(output[0, ids.shape[1]:].tolist())
     assert result.variables["X"] == expected
 
 

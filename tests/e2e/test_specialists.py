@@ -16,10 +16,8 @@ import pytest
 import lmq
 from lmq.cli import main
 from lmq.config import read_config
-from lmq.decoders import DecoderSpec
 from lmq.errors import LmqModelError, LmqParameterError
-from lmq.runtime.decoding.model_runtime import RUNTIMES
-from lmq.runtime.backends.hf_models import load_backend
+from lmq.runtime.engine import shared_engine
 from lmq.runtime.specialists import ModelResolver
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "specialists"
@@ -120,31 +118,31 @@ def test_a_specialist_name_works_wherever_a_model_name_does(config, tmp_path, ca
 
 
 def test_the_system_prompt_opens_the_specialists_context(config):
-    backend = load_backend("tiny-random")
+    backend = shared_engine().backend("tiny-random")
     plain = lmq.query(ANSWER, model="tiny-random")()
     law = lmq.query(ANSWER, model="law")()
-    assert first_feed(plain) == len(backend.encode("Q: hi\nA:"))
-    assert first_feed(law) == len(backend.encode(f"{LAW}\n\nQ: hi\nA:"))  # a paragraph
+    assert first_feed(plain) == len(backend.vocabulary.encode("Q: hi\nA:"))
+    assert first_feed(law) == len(backend.vocabulary.encode(f"{LAW}\n\nQ: hi\nA:"))  # a paragraph
     template = backend.tokenizer.apply_chat_template
     chat = lmq.query('"{:user}hi{:assistant}[A]" where len(TOKENS(A)) < 3', model="law")()
     expected = template([{"role": "system", "content": LAW}, {"role": "user", "content": "hi"}],
                         tokenize=False, add_generation_prompt=True)
-    assert first_feed(chat) == len(backend.encode(expected))  # the system turn
+    assert first_feed(chat) == len(backend.vocabulary.encode(expected))  # the system turn
     own = lmq.query('"{:system}Be brief.{:user}hi{:assistant}[A]" where len(TOKENS(A)) < 3',
                     model="law")()
     expected = template([{"role": "system", "content": f"{LAW}\n\nBe brief."},
                          {"role": "user", "content": "hi"}],
                         tokenize=False, add_generation_prompt=True)
-    assert first_feed(own) == len(backend.encode(expected))  # one turn, the program's after
+    assert first_feed(own) == len(backend.vocabulary.encode(expected))  # one turn, the program's after
     bare = lmq.query('"[A]" where len(TOKENS(A)) < 3', model="law")()
-    assert first_feed(bare) == len(backend.encode(f"{LAW}\n\n"))
+    assert first_feed(bare) == len(backend.vocabulary.encode(f"{LAW}\n\n"))
 
 
 def test_generation_settings_apply_to_the_holes_the_specialist_decodes(config):
     result = lmq.query('"Q: hi\\nA:[A]"', model="brief")()
     assert result.stats["generated_tokens"] <= 2  # max_tokens = 2
-    resolver = ModelResolver(read_config(config), "brief", DecoderSpec("sample"))
-    assert (resolver.decoder.temperature, resolver.decoder.max_tokens) == (0.5, 2)
+    view = ModelResolver(read_config(config), "brief", shared_engine())()
+    assert view.settings == {"temperature": 0.5, "max_tokens": 2}
     # one statement on the specialist: its max_tokens bounds that hole only
     two = lmq.query('"Q: hi\\nA:[A]" from "brief"\n"B:[B]" where len(TOKENS(B)) == 5\n',
                     model="tiny-random")()
@@ -184,7 +182,8 @@ def test_a_routed_candidate_brings_its_system_prompt(config):
               '"system": "Arr."}}, by="lm", model="tiny-random") where len(TOKENS(A)) < 3\n')
     result = lmq.query(source, model="tiny-random")()  # no model: it runs on the run's
     assert models_in(result) == {"pirate (tiny-random)"}
-    assert first_feed(result) == len(load_backend("tiny-random").encode("Arr.\n\nQ: hi\nA:"))
+    assert first_feed(result) == len(shared_engine().backend("tiny-random").vocabulary.encode(
+        "Arr.\n\nQ: hi\nA:"))
     decisions = [entry["decisions"] for entry in result.trace if "decisions" in entry]
     assert decisions[0]["route"] == "pirate"
 
@@ -223,9 +222,9 @@ def test_holes_move_between_models_with_different_tokenizers(byte_model, tmp_pat
         assert re.fullmatch(r"[a-z]{3,5}", result["W"])
         assert "." not in result["C"][:-1]
         assert models_in(result) == {byte_model, "smol (tiny-random)"}
-    small, large = load_backend(byte_model), load_backend("tiny-random")
-    assert small.vocab_size < 400 < large.vocab_size
-    assert RUNTIMES.get(small).index.fingerprint != RUNTIMES.get(large).index.fingerprint
+    small, large = shared_engine().backend(byte_model), shared_engine().backend("tiny-random")
+    assert small.vocabulary.size < 400 < large.vocabulary.size
+    assert shared_engine().runtime(small).index.fingerprint != shared_engine().runtime(large).index.fingerprint
     routed = lmq.query('from lmq.stdlib.routing import route\n'
                        '"Q: {q}\\nA:[A]" from route(q, ["bytes", "smol"], by="lm", '
                        'model="tiny-random") where A in ["yes", "no"]\n')(q="cats?")

@@ -147,17 +147,18 @@ def test_missing_model_package(monkeypatch, tmp_path):
 
 def test_damaged_token_index_cache_is_rebuilt(smollm2_tokenizer, tmp_path, monkeypatch):
     from lmq.runtime.automata.tokens import TokenIndex
+    from lmq.runtime.backends.hf_vocabulary import HfVocabulary
 
     monkeypatch.setenv("LMQ_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("LMQ_NO_CACHE", raising=False)
-    built = TokenIndex.from_tokenizer(smollm2_tokenizer, 49_152, [2])
+    built = TokenIndex.from_vocabulary(HfVocabulary(smollm2_tokenizer, 49_152, [2]))
     (path,) = (tmp_path / "token_index").glob("*.npz")
     good = path.read_bytes()
 
     with zipfile.ZipFile(path) as archive:  # a well-formed file whose arrays were changed
         arrays = {name[:-4]: np.load(archive.open(name)) for name in archive.namelist()}
-    arrays["flat"] = arrays["flat"].copy()
-    arrays["flat"][:100] ^= 1
+    arrays["order"] = arrays["order"].copy()
+    arrays["order"][:100] ^= 1
     tampered = tmp_path / "tampered.npz"
     np.savez(tampered, **arrays)
 
@@ -171,11 +172,11 @@ def test_damaged_token_index_cache_is_rebuilt(smollm2_tokenizer, tmp_path, monke
     }
     for what, data in damages.items():
         path.write_bytes(data)
-        rebuilt = TokenIndex.from_tokenizer(smollm2_tokenizer, 49_152, [2])
+        rebuilt = TokenIndex.from_vocabulary(HfVocabulary(smollm2_tokenizer, 49_152, [2]))
         assert rebuilt.token_bytes == built.token_bytes, what
-        assert np.array_equal(rebuilt.flat, built.flat), what
+        assert np.array_equal(rebuilt.order, built.order), what
         reloaded = np.load(path)  # rewritten, and valid again
-        assert np.array_equal(reloaded["flat"], built.flat), what
+        assert np.array_equal(reloaded["order"], built.order), what
     assert not list(path.parent.glob("*.tmp"))
 
 

@@ -104,8 +104,8 @@ The tower is in Paris.\\n\\nQuestion: Where is the tower?\\n{style}{:assistant}A
 
 
 def test_the_sentinel_is_scored_exactly(tiny, reference_logprobs):
+    from lmq.runtime.scoring import prompt_ids
     from lmq.stdlib import knowledge
-    from lmq.stdlib._scoring import prompt_ids
 
     out = cascade_answer("Where is the tower?", context="The tower is in Paris.", model=tiny,
                          max_tokens=4, margin=math.inf, order=("context",))
@@ -113,7 +113,7 @@ def test_the_sentinel_is_scored_exactly(tiny, reference_logprobs):
     assert step["source"] == "context" and not step["answered"] and out["answer"] is None
     params = {"system": knowledge.SYSTEM, "style": knowledge.STYLE}
     _, prefix = prompt_ids(CONTEXT_ALONE, params, tiny)
-    sentinel = reference_logprobs(tiny, prefix, tiny.encode(" " + knowledge.SENTINEL))
+    sentinel = reference_logprobs(tiny, prefix, tiny.vocabulary.encode(" " + knowledge.SENTINEL))
     assert step["sentinel_score"] == pytest.approx(sum(sentinel) / len(sentinel), abs=1e-4)
 
 

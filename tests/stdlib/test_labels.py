@@ -66,8 +66,8 @@ def test_labels_method_gives_distinct_labels_from_the_set(tiny, multi):
 
 
 def test_scores_are_the_exact_renormalised_sequence_probabilities(tiny, reference_logprobs):
+    from lmq.runtime.scoring import prompt_ids
     from lmq.stdlib import labels as module
-    from lmq.stdlib._scoring import prompt_ids
 
     labels = ["check balance", "transfer money", "report lost card"]
     out = classify("Where did my card go?", labels, method="scores", model=tiny,
@@ -80,7 +80,7 @@ def test_scores_are_the_exact_renormalised_sequence_probabilities(tiny, referenc
                                                                  None)}
     _, prefix = prompt_ids(module._source("scores"), {**params, "spaced": [" " + x for x in
                                                                             labels]}, tiny)
-    totals = {x: sum(reference_logprobs(tiny, prefix, tiny.encode(" " + x))) for x in labels}
+    totals = {x: sum(reference_logprobs(tiny, prefix, tiny.vocabulary.encode(" " + x))) for x in labels}
     top = max(totals.values())
     norm = sum(math.exp(v - top) for v in totals.values())
     for x in labels:

@@ -36,7 +36,7 @@ def test_psi_is_zero_for_equal_likelihoods_and_invariant_under_reordering():
 
 
 def test_matrix_entries_are_exact_log_likelihoods(tiny, reference_logprobs):
-    from lmq.stdlib._scoring import prompt_ids
+    from lmq.runtime.scoring import prompt_ids
 
     variants = template_variants("What is the capital of France?")[:3]
     out = posix(SOURCE, variants, model=tiny, max_tokens=3)
@@ -45,7 +45,7 @@ def test_matrix_entries_are_exact_log_likelihoods(tiny, reference_logprobs):
     assert all(n <= 4 for n in only["lengths"])
     for i, k in [(0, 0), (1, 2), (2, 1)]:
         _, prefix = prompt_ids(SOURCE, {"prompt": variants[i]}, tiny)
-        expected = sum(reference_logprobs(tiny, prefix, tiny.encode(only["responses"][k])))
+        expected = sum(reference_logprobs(tiny, prefix, tiny.vocabulary.encode(only["responses"][k])))
         assert only["matrix"][i][k] == pytest.approx(expected, abs=1e-3)
 
 

@@ -17,8 +17,8 @@ from lmq.constraints import HoleSpec
 from lmq.errors import LmqCompileError, LmqLimitError
 from lmq.runtime.automata.fsm import CompileBudget, compile_regular, dfa_accepts, is_empty
 from lmq.runtime.automata.guide import DfaGuide
-from lmq.runtime.decoding.holes import HoleRun
 from lmq.runtime.automata.nfa import AutomatonLimitError
+from lmq.runtime.decoding.holes import HoleRun
 
 pytestmark = pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")
 

@@ -1,4 +1,5 @@
-"""TokenIndex on the real SmolLM2 tokenizer: exact bytes, special ids, walk arrays, cache."""
+"""TokenIndex on the real SmolLM2 tokenizer (through its HfVocabulary): exact bytes, special
+ids, walk arrays, cache."""
 
 import os
 import random
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 
 from lmq.errors import LmqModelError
-from lmq.runtime.automata import tokens as tk
 from lmq.runtime.automata.tokens import TokenIndex
+from lmq.runtime.backends import hf_vocabulary as hv
+from lmq.runtime.backends.hf_vocabulary import HfVocabulary
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 VOCAB = 49_152
@@ -26,7 +28,7 @@ def tokenizer(smollm2_tokenizer):
 def index(tokenizer, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LMQ_CACHE_DIR", str(tmp_path_factory.mktemp("lmq-cache")))
-        return TokenIndex.from_tokenizer(tokenizer, VOCAB, [2])
+        return TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [2]))
 
 
 def test_round_trip_of_encoded_text(index, tokenizer):
@@ -73,12 +75,12 @@ def test_partial_utf8_tokens(index):
 
 def test_logits_wider_than_vocabulary(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("LMQ_NO_CACHE", "1")
-    wide = TokenIndex.from_tokenizer(tokenizer, VOCAB + 64, [2])
+    wide = TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB + 64, [2]))
     assert len(wide.token_bytes) == VOCAB + 64 and wide.special[VOCAB:].all()
     assert all(b == b"" for b in wide.token_bytes[VOCAB:])
     assert len(wide.order) == VOCAB - 17
     with pytest.raises(ValueError):
-        TokenIndex.from_tokenizer(tokenizer, VOCAB, [VOCAB + 1])
+        TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [VOCAB + 1]))
 
 
 def test_walk_arrays(index):
@@ -104,7 +106,7 @@ def test_walk_arrays(index):
 
 def test_disk_cache(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("LMQ_CACHE_DIR", str(tmp_path))
-    built = TokenIndex.from_tokenizer(tokenizer, VOCAB, [2])
+    built = TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [2]))
     path = tmp_path / "token_index" / f"{built.fingerprint}.npz"
     assert path.exists() and not list(path.parent.glob("*.tmp"))
 
@@ -112,8 +114,8 @@ def test_disk_cache(tokenizer, tmp_path, monkeypatch):
         raise AssertionError("rebuilt although the cache is valid")
 
     with monkeypatch.context() as m:
-        m.setattr(tk, "token_strings_to_bytes", no_rebuild)
-        loaded = TokenIndex.from_tokenizer(tokenizer, VOCAB, [1, 2])
+        m.setattr(TokenIndex, "_derive", no_rebuild)
+        loaded = TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [1, 2]))
     assert loaded.token_bytes == built.token_bytes and loaded.eos_ids == {1, 2}
     for name in built.derived:
         assert np.array_equal(getattr(loaded, name), getattr(built, name)), name
@@ -122,31 +124,31 @@ def test_disk_cache(tokenizer, tmp_path, monkeypatch):
     data = path.read_bytes()
     for damaged in (data[: len(data) // 2], data[:-2000] + bytes(2000), b"not a zip file"):
         path.write_bytes(damaged)
-        rebuilt = TokenIndex.from_tokenizer(tokenizer, VOCAB, [2])
+        rebuilt = TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [2]))
         assert rebuilt.token_bytes == built.token_bytes
         assert path.read_bytes() != damaged  # rewritten
 
-    assert TokenIndex.from_tokenizer(tokenizer, VOCAB + 1, [2]).fingerprint != built.fingerprint
+    assert TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB + 1, [2])).fingerprint != built.fingerprint
     monkeypatch.setenv("LMQ_NO_CACHE", "1")
     path.unlink()
-    TokenIndex.from_tokenizer(tokenizer, VOCAB, [2])
+    TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [2]))
     assert not path.exists()
 
 
 def test_round_trip_failure_is_an_error(tokenizer, monkeypatch):
     monkeypatch.setenv("LMQ_NO_CACHE", "1")
-    monkeypatch.setattr(tk, "_is_byte_level", lambda *args: False)  # wrong decoding mode
+    monkeypatch.setattr(hv, "is_byte_level", lambda *args: False)  # wrong decoding mode
     with pytest.raises(LmqModelError, match="round-trip"):
-        TokenIndex.from_tokenizer(tokenizer, VOCAB, [2])
+        TokenIndex.from_vocabulary(HfVocabulary(tokenizer, VOCAB, [2]))
 
 
 def test_sentencepiece_pieces():
     pieces = ["\u2581Hello", "<0x0A>", "<0xE4>", "abc", None, "\u2581\u2581"]
-    assert tk.token_strings_to_bytes(pieces, byte_level=False) == [
+    assert hv.token_strings_to_bytes(pieces, byte_level=False) == [
         b" Hello", b"\n", b"\xe4", b"abc", None, b"  "]
-    assert tk.token_strings_to_bytes(["Ġhi", "Ċ", "Ã©", "中"], byte_level=True) == [
+    assert hv.token_strings_to_bytes(["Ġhi", "Ċ", "Ã©", "中"], byte_level=True) == [
         b" hi", b"\n", "é".encode(), None]  # '中' is not in the byte map
-    assert len(set(tk.bytes_to_unicode().values())) == 256
+    assert len(set(hv.bytes_to_unicode().values())) == 256
 
 
 def test_from_token_bytes():

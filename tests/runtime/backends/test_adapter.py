@@ -1,4 +1,4 @@
-"""PEFT adapters: ``load_backend(spec, adapter=...)`` merges a LoRA adapter into the model,
+"""PEFT adapters: ``Engine.backend(spec, adapter=...)`` merges a LoRA adapter into the model,
 a specialist's ``adapter`` (relative to its lmq.toml) reaches it, and a broken adapter
 folder is a clear :class:`LmqModelError`.
 
@@ -26,7 +26,8 @@ torch = pytest.importorskip("torch")
 
 from lmq.errors import LmqModelError  # noqa: E402
 from lmq.runtime.backends.adapters import adapter_merger as _adapter_merger  # noqa: E402
-from lmq.runtime.backends.hf_models import build_tiny_random, load_backend  # noqa: E402
+from lmq.runtime.backends.hf_models import build_tiny_random  # noqa: E402
+from lmq.runtime.engine import shared_engine  # noqa: E402
 
 PROMPT_IDS = [1, 504, 2593, 314, 3158, 28, 1048]
 PROGRAM = '"Question: what is the capital of France?\\nAnswer:[A]" where len(TOKENS(A)) == 4'
@@ -74,11 +75,11 @@ def last_logits(backend, ids: list[int]):
         backend.release([row])
 
 
-# -- load_backend(spec, adapter=...) -----------------------------------------------------
+# -- shared_engine().backend(spec, adapter=...) -----------------------------------------------------
 
 def test_adapter_changes_the_logits_like_a_direct_peft_merge(adapter, reference):
-    base = load_backend("tiny-random", device="cpu", dtype="float32")
-    tuned = load_backend("tiny-random", device="cpu", dtype="float32", adapter=str(adapter))
+    base = shared_engine().backend("tiny-random", device="cpu", dtype="float32")
+    tuned = shared_engine().backend("tiny-random", device="cpu", dtype="float32", adapter=str(adapter))
     assert tuned is not base and tuned.model is not base.model
     assert tuned.name == "tiny-random+adapter"
     assert type(tuned.model).__name__ == "LlamaForCausalLM"  # merged: a plain model
@@ -94,7 +95,7 @@ def test_adapter_changes_the_logits_like_a_direct_peft_merge(adapter, reference)
         untouched = build_tiny_random()(torch.tensor([PROMPT_IDS])).logits[0, -1]
     torch.testing.assert_close(base_logits, untouched, rtol=1e-4, atol=1e-4)
     # memoised per (spec, adapter, device, dtype)
-    assert load_backend("tiny-random", device="cpu", dtype="float32",
+    assert shared_engine().backend("tiny-random", device="cpu", dtype="float32",
                         adapter=str(adapter)) is tuned
 
 
@@ -135,7 +136,7 @@ def test_specialist_adapter_is_resolved_against_lmq_toml_and_used(project, refer
     assert len(tuned.logprobs["A"]) == 4
     assert tuned.logprobs["A"] != pytest.approx(base.logprobs["A"], abs=1e-3)
     # the adapter loaded is the one next to lmq.toml
-    backend = load_backend("tiny-random", adapter=str(project / "adapter"))
+    backend = shared_engine().backend("tiny-random", adapter=str(project / "adapter"))
     assert tuned.trace[0]["model"] == backend.name
 
 
@@ -182,7 +183,7 @@ def test_broken_adapter_folders_are_model_errors(tmp_path, monkeypatch, case, me
     with pytest.raises(LmqModelError, match=message):
         _adapter_merger(str(folder))
     with pytest.raises(LmqModelError, match=message):  # load_backend checks first too
-        load_backend("tiny-random", device="cpu", dtype="float32", adapter=str(folder))
+        shared_engine().backend("tiny-random", device="cpu", dtype="float32", adapter=str(folder))
 
 
 def test_adapter_without_peft_names_the_package(tmp_path, monkeypatch):
@@ -203,7 +204,7 @@ def test_adapter_not_matching_the_model_is_a_model_error(adapter, tmp_path, chan
     config = json.loads((folder / "adapter_config.json").read_text())
     (folder / "adapter_config.json").write_text(json.dumps({**config, **change}))
     with pytest.raises(LmqModelError, match=f"cannot apply the adapter .*{message}"):
-        load_backend("tiny-random", device="cpu", dtype="float32", adapter=str(folder))
+        shared_engine().backend("tiny-random", device="cpu", dtype="float32", adapter=str(folder))
 
 
 def test_adapter_with_corrupt_weights_is_a_model_error(adapter, tmp_path):
@@ -211,4 +212,4 @@ def test_adapter_with_corrupt_weights_is_a_model_error(adapter, tmp_path):
     shutil.copytree(adapter, folder)
     (folder / "adapter_model.safetensors").write_bytes(b"garbage")
     with pytest.raises(LmqModelError, match="cannot apply the adapter"):
-        load_backend("tiny-random", device="cpu", dtype="float32", adapter=str(folder))
+        shared_engine().backend("tiny-random", device="cpu", dtype="float32", adapter=str(folder))

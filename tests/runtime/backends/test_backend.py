@@ -83,13 +83,13 @@ def batched_greedy(backend, prompts, n):
 def test_backend_satisfies_the_protocol(tiny):
     assert isinstance(tiny, Backend)
     assert tiny.vocab_size == 49152
-    assert 2 in tiny.eos_token_ids  # <|im_end|>
-    assert tiny.encode("Hello world") == [19556, 905]
-    assert tiny.decode([19556, 905]) == "Hello world"
+    assert 2 in tiny.vocabulary.eos_ids  # <|im_end|>
+    assert tiny.vocabulary.encode("Hello world") == [19556, 905]
+    assert tiny.vocabulary.decode([19556, 905]) == "Hello world"
 
 
 def test_greedy_equals_generate_tiny(tiny):
-    ids = tiny.encode(PROMPTS[0])
+    ids = tiny.vocabulary.encode(PROMPTS[0])
     row = tiny.new_rows(1)[0]
     tokens, _ = greedy(tiny, row, ids, 30)
     assert tokens == generate(tiny, ids, 30)
@@ -100,7 +100,7 @@ def test_greedy_equals_generate_tiny(tiny):
 def test_greedy_equals_generate_smollm2(smollm2_model):
     backend = TransformersBackend(*smollm2_model, name="smollm2")
     for prompt in PROMPTS[:2]:
-        ids = backend.encode(prompt)
+        ids = backend.vocabulary.encode(prompt)
         row = backend.new_rows(1)[0]
         tokens, _ = greedy(backend, row, ids, 30)
         expected = generate(backend, ids, 30)
@@ -112,7 +112,7 @@ def test_greedy_equals_generate_smollm2(smollm2_model):
 @pytest.mark.smollm2
 def test_batched_ragged_rows_equal_single_rows_smollm2(smollm2_model):
     backend = TransformersBackend(*smollm2_model, name="smollm2")
-    prompts = [backend.encode(p) for p in PROMPTS]
+    prompts = [backend.vocabulary.encode(p) for p in PROMPTS]
     singles = []
     for ids in prompts:
         row = backend.new_rows(1)[0]
@@ -122,7 +122,7 @@ def test_batched_ragged_rows_equal_single_rows_smollm2(smollm2_model):
 
 
 def test_batched_ragged_rows_equal_single_rows(tiny):
-    prompts = [tiny.encode(p) for p in PROMPTS]
+    prompts = [tiny.vocabulary.encode(p) for p in PROMPTS]
     assert len({len(p) for p in prompts}) == len(prompts)
     singles, single_logits = [], []
     for ids in prompts:
@@ -141,7 +141,7 @@ def test_batched_ragged_rows_equal_single_rows(tiny):
 
 def test_feeding_a_subset_of_rows_in_any_order(tiny):
     """Rows fed in scattered subsets (gathered slots) and reversed order equal single rows."""
-    prompts = [tiny.encode(p) for p in PROMPTS]
+    prompts = [tiny.vocabulary.encode(p) for p in PROMPTS]
     rows = tiny.new_rows(4)
     feeds_by_step = [
         {rows[2]: prompts[2], rows[0]: prompts[0]},
@@ -162,7 +162,7 @@ def test_feeding_a_subset_of_rows_in_any_order(tiny):
 
 
 def test_fork_copies_the_context(tiny):
-    prompt = tiny.encode(PROMPTS[2])
+    prompt = tiny.vocabulary.encode(PROMPTS[2])
     parent = tiny.new_rows(1)[0]
     tiny.forward({parent: prompt})
     children = tiny.fork(parent, 3)
@@ -178,7 +178,7 @@ def test_fork_copies_the_context(tiny):
 
 def test_select_reorders_beams(tiny):
     a, b = tiny.new_rows(2)
-    ctx_a, ctx_b = tiny.encode(PROMPTS[0]), tiny.encode(PROMPTS[1])
+    ctx_a, ctx_b = tiny.vocabulary.encode(PROMPTS[0]), tiny.vocabulary.encode(PROMPTS[1])
     tiny.forward({a: ctx_a, b: ctx_b})
     beams = tiny.select([b, a, b])
     tiny.release([a, b])
@@ -189,7 +189,7 @@ def test_select_reorders_beams(tiny):
 
 
 def test_rollback_then_refeed_gives_the_same_logits(tiny):
-    prompt = tiny.encode(PROMPTS[2])
+    prompt = tiny.vocabulary.encode(PROMPTS[2])
     row, other = tiny.new_rows(2)
     tiny.forward({row: prompt, other: prompt[:5]})
     tail = [500, 501, 502]
@@ -240,11 +240,11 @@ def manual_scores(backend, context, continuation):
 
 
 def test_score_equals_a_full_re_encode(tiny):
-    context = tiny.encode(PROMPTS[1])
+    context = tiny.vocabulary.encode(PROMPTS[1])
     row = tiny.new_rows(1)[0]
     last = tiny.forward({row: context})[0]
-    conts = [tiny.encode(" 4"), tiny.encode(" four"), tiny.encode(" four hundred"),
-             tiny.encode(" 5\nQ:"), [17]]
+    conts = [tiny.vocabulary.encode(" 4"), tiny.vocabulary.encode(" four"), tiny.vocabulary.encode(" four hundred"),
+             tiny.vocabulary.encode(" 5\nQ:"), [17]]
     expected = [manual_scores(tiny, context, c) for c in conts]
     before = tiny.stats.snapshot()
     for first_logits in (None, last):
@@ -262,7 +262,7 @@ def test_score_equals_a_full_re_encode(tiny):
 
 def test_score_single_tokens_with_first_logits_needs_no_forward(tiny):
     row = tiny.new_rows(1)[0]
-    last = tiny.forward({row: tiny.encode(PROMPTS[0])})[0]
+    last = tiny.forward({row: tiny.vocabulary.encode(PROMPTS[0])})[0]
     passes = tiny.stats.forward_passes
     scores = tiny.score(row, [[5], [6], []], first_logits=last)
     assert tiny.stats.forward_passes == passes
@@ -272,10 +272,10 @@ def test_score_single_tokens_with_first_logits_needs_no_forward(tiny):
 
 def test_score_after_rollback_and_on_a_gathered_slot(tiny):
     a, b, c = tiny.new_rows(3)
-    context = tiny.encode(PROMPTS[3])
+    context = tiny.vocabulary.encode(PROMPTS[3])
     tiny.forward({a: [1, 2, 3], b: context + [99, 98], c: [4]})
     tiny.rollback(b, 2)
-    conts = [tiny.encode(" return n"), tiny.encode(" if n")]
+    conts = [tiny.vocabulary.encode(" return n"), tiny.vocabulary.encode(" if n")]
     scores = tiny.score(b, conts)
     for got, cont in zip(scores, conts):
         assert got == pytest.approx(manual_scores(tiny, context, cont), abs=ATOL)

@@ -22,9 +22,9 @@ from lmq.runtime.backends.hf_models import (
     _is_complete,
     build_tiny_random,
     known_models,
-    load_backend,
     load_model,
 )
+from lmq.runtime.engine import shared_engine
 
 WEIGHT_HASH = """
 import hashlib, sys
@@ -66,11 +66,11 @@ def test_tiny_random_uses_the_smollm2_tokenizer_and_chat_template():
 
 def test_unknown_model_name_suggests_the_closest():
     with pytest.raises(LmqModelError) as info:
-        load_backend("smolm2")
+        shared_engine().backend("smolm2")
     assert "unknown model 'smolm2'" in str(info.value)
     assert "did you mean 'smollm2'?" in str(info.value)
     with pytest.raises(LmqModelError, match="known models"):
-        load_backend("qqqqqq")
+        shared_engine().backend("qqqqqq")
 
 
 def test_missing_package_says_how_to_install_it():
@@ -105,7 +105,7 @@ def test_a_broken_model_folder_is_a_model_error_naming_it(tmp_path):
 
 def test_an_adapter_must_be_a_peft_folder(tmp_path):
     with pytest.raises(LmqModelError, match=f"'{tmp_path}' is not a PEFT adapter folder"):
-        load_backend("tiny-random", device="cpu", adapter=str(tmp_path))
+        shared_engine().backend("tiny-random", device="cpu", adapter=str(tmp_path))
 
 
 def test_hf_folder_loads_a_saved_model(tmp_path):
@@ -119,10 +119,10 @@ def test_hf_folder_loads_a_saved_model(tmp_path):
 
 
 def test_backends_are_memoised_per_spec_device_and_dtype():
-    backend = load_backend("tiny-random", device="cpu")
-    assert load_backend("tiny-random", device="cpu", dtype="float32") is backend
+    backend = shared_engine().backend("tiny-random", device="cpu")
+    assert shared_engine().backend("tiny-random", device="cpu", dtype="float32") is backend
     assert backend.name == "tiny-random" and backend.device == "cpu"
-    other = load_backend("tiny-random", device="cpu", dtype="bfloat16")
+    other = shared_engine().backend("tiny-random", device="cpu", dtype="bfloat16")
     assert other is not backend and other.model.dtype == torch.bfloat16
 
 

@@ -10,17 +10,16 @@ import pytest
 
 import lmq
 from lmq.runtime.decoding.context import Counters, RowContext
-from lmq.runtime.decoding.model_runtime import RUNTIMES
-from lmq.runtime.decoding.healing import healing_enabled, merging_whitespace
+from lmq.runtime.decoding.healing import healing_enabled
+from lmq.runtime.engine import shared_engine
 from lmq.runtime.interpreter.program import Segment
-from lmq.runtime.backends.hf_models import load_backend
 
 MODEL = "tiny-random"
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    return RUNTIMES.get(load_backend(MODEL))
+    return shared_engine().runtime(shared_engine().backend(MODEL))
 
 
 def run(source: str, healing: bool, monkeypatch, model: str = MODEL):
@@ -42,7 +41,7 @@ def test_switch(monkeypatch):
 
 
 def test_only_the_space_merges_in_smollm2(runtime):
-    assert merging_whitespace(runtime) == frozenset({b" "})
+    assert runtime.merging_whitespace == frozenset({b" "})
 
 
 def test_topics_first_token_merges_the_space(monkeypatch):
@@ -135,21 +134,22 @@ query inner():
 
 
 def row(runtime) -> RowContext:
-    backend = runtime.backend
-    return RowContext(backend, backend.new_rows(1)[0], runtime.chat, 4096, Counters())
+    view = shared_engine().view(runtime.backend)
+    return RowContext(view, runtime, view.backend.new_rows(1)[0], 4096, Counters())
 
 
 def test_fresh_row_leaves_the_healed_text_out(runtime):
     backend = runtime.backend
     sports = runtime.text_bytes.index(b" sports")
     prompt = Segment("Topics: ")
-    hole = Segment("sports", hole="L", tokens=(sports,), model=backend)
     context = row(runtime)
+    hole = Segment("sports", hole="L", tokens=(sports,), model=context.view)
     context.sync([prompt, hole, Segment("!")])
-    assert context.pending == backend.encode("Topics:") + [sports] + backend.encode("!")
-    assert context.fed[2].healed and context.fed[1].n_tokens == len(backend.encode("Topics:"))
+    encode = backend.vocabulary.encode
+    assert context.pending == encode("Topics:") + [sports] + encode("!")
+    assert context.fed[2].healed and context.fed[1].n_tokens == len(encode("Topics:"))
     context.sync([prompt])  # the hole goes away: its prompt is encoded again, space included
-    assert context.pending == backend.encode("Topics: ")
+    assert context.pending == backend.vocabulary.encode("Topics: ")
     assert context.length == len(context.pending)
 
 
@@ -165,13 +165,13 @@ def test_healing_a_row_and_rolling_back(runtime):
     sports = runtime.text_bytes.index(b" sports")
     context.push_generated(sports)
     tokens = context.close_hole(1, [])
-    hole = Segment("sports", hole="L", tokens=tuple(tokens), model=backend)
+    hole = Segment("sports", hole="L", tokens=tuple(tokens), model=context.view)
     context.adopt(hole, len(tokens))
     assert context.fed[-1].healed and context.counters.healed_tokens == 1
     context.sync([prompt, hole])  # nothing new
-    assert context.pending == backend.encode("Topics:") + [sports]
+    assert context.pending == backend.vocabulary.encode("Topics:") + [sports]
     context.sync([prompt, Segment(" other")])
-    assert backend.decode(context.pending) == "Topics:  other"
+    assert backend.vocabulary.decode(context.pending) == "Topics:  other"
 
 
 @pytest.mark.smollm2

@@ -7,14 +7,13 @@ import pytest
 from lmq import regular
 from lmq.constraints import HoleSpec
 from lmq.errors import LmqConstraintError
-from lmq.runtime.decoding.model_runtime import RUNTIMES
 from lmq.runtime.decoding.holes import HoleRun
-from lmq.runtime.backends.hf_models import load_backend
+from lmq.runtime.engine import shared_engine
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    return RUNTIMES.get(load_backend("tiny-random"))
+    return shared_engine().runtime(shared_engine().backend("tiny-random"))
 
 
 def hole(runtime, spec: HoleSpec, budget: int = 50) -> HoleRun:
@@ -24,7 +23,7 @@ def hole(runtime, spec: HoleSpec, budget: int = 50) -> HoleRun:
 
 def feed(run: HoleRun, runtime, *pieces: str) -> HoleRun:
     for piece in pieces:
-        for token in runtime.backend.encode(piece):
+        for token in runtime.backend.vocabulary.encode(piece):
             assert run.ending is None, "value ended early"
             run.push(token, 0.0)
     return run
@@ -60,7 +59,7 @@ def test_end_of_sequence_only_where_accepting(runtime):
     spec = HoleSpec("X", regular.Regex("[0-9]{3}"))
     run = hole(runtime, spec)
     assert not run.can_end()
-    assert not run.mask(runtime.backend.vocab_size)[runtime.eos_ids].any()
+    assert not run.mask(runtime.index.vocab_size)[runtime.eos_ids].any()
     feed(run, runtime, "123")
     assert run.ending is not None  # no continuation left: ends without an extra step
     assert run.ending.value == b"123"
@@ -69,7 +68,7 @@ def test_end_of_sequence_only_where_accepting(runtime):
 def test_budget_aware_mask_keeps_completion_possible(runtime):
     spec = HoleSpec("X", regular.Regex("[0-9]{4}-[0-9]{2}"), max_tokens=7)
     run = hole(runtime, spec, budget=7)
-    allowed = run.mask(runtime.backend.vocab_size)
+    allowed = run.mask(runtime.index.vocab_size)
     # with 7 tokens for 7 characters, only single-character tokens fit
     assert all(len(runtime.text_bytes[t]) == 1 for t in allowed.nonzero()[0])
 

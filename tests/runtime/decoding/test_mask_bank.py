@@ -9,6 +9,7 @@ import torch
 
 import lmq
 from lmq.runtime.decoding import choosing
+from lmq.runtime.engine import shared_engine
 
 PROGRAMS = [
     '"Date: [D]" where REGEX(D, r"[0-9]{4}-[0-9]{2}-[0-9]{2}")',
@@ -49,7 +50,8 @@ def test_the_bank_reuses_state_masks_across_runs():
     q = lmq.query('"Date: [D]" where REGEX(D, r"[0-9]{4}-[0-9]{2}-[0-9]{2}")',
                   model="tiny-random")
     q()
-    bank = next(b for b in choosing._BANKS.values() if b.device.type == "cpu")
+    bank = shared_engine().runtime(shared_engine().backend("tiny-random")).bank(
+        torch.device("cpu"))
     misses = bank.misses
     q()
     assert bank.misses == misses and bank.hits > 0  # every state's mask came from the bank

@@ -19,9 +19,8 @@ from lmq.constraints import HoleSpec
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqConstraintError
 from lmq.runtime.decoding import choosing
-from lmq.runtime.decoding.model_runtime import RUNTIMES
 from lmq.runtime.decoding.holes import HoleRun
-from lmq.runtime.backends.hf_models import load_backend
+from lmq.runtime.engine import shared_engine
 
 from .test_mask_bank import PROGRAMS
 
@@ -36,7 +35,7 @@ SPECS = [
 
 @pytest.fixture(scope="module")
 def runtime():
-    return RUNTIMES.get(load_backend("tiny-random"))
+    return shared_engine().runtime(shared_engine().backend("tiny-random"))
 
 
 @contextlib.contextmanager
@@ -84,9 +83,9 @@ def test_sparse_and_dense_pick_the_same_tokens(runtime, rnd, seed):
     generator = torch.Generator().manual_seed(seed)
     logits = list(torch.randn(len(holes), len(runtime.text_bytes), generator=generator))
     logits[0][:] = 0.0  # ties: the lowest allowed id wins either way
-    sparse = choosing.greedy_batch(holes, logits)
+    sparse = choosing.greedy_batch(holes, logits, runtime.bank(torch.device("cpu")))
     with sparse_max(-1):
-        dense = choosing.greedy_batch(holes, logits)
+        dense = choosing.greedy_batch(holes, logits, runtime.bank(torch.device("cpu")))
     assert [p and p[0] for p in sparse] == [p and p[0] for p in dense]
     assert [p and p[1] for p in sparse] == pytest.approx([p and p[1] for p in dense])
 
@@ -107,7 +106,7 @@ def test_sparse_and_dense_sampling_draw_the_same_tokens(runtime, rnd, seed, spec
 
     def pick(hole, row, rng):
         try:
-            return choosing.pick_token(hole, row, spec, rng)
+            return choosing.pick_token(hole, row, spec, rng, runtime.bank(row.device))
         except LmqConstraintError:  # nothing allowed (the budget is too small for a date)
             return None, 0.0
 
@@ -124,7 +123,7 @@ def test_a_row_with_nothing_allowed_is_none(runtime):
     stuck, free = run(rg.Regex("[0-9]{30}"), 1), run(SPECS[1].regular, 5)  # 30 digits, 1 token
     assert stuck.allowed_ids(10).size == 0
     zeros = torch.zeros(len(runtime.text_bytes))
-    picks = choosing.greedy_batch([stuck, free], [zeros, zeros])
+    picks = choosing.greedy_batch([stuck, free], [zeros, zeros], runtime.bank(zeros.device))
     assert picks[0] is None and picks[1] is not None
 
 

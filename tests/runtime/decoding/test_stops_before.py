@@ -17,20 +17,19 @@ import lmq
 from lmq import regular as rg
 from lmq.constraints import HoleSpec
 from lmq.errors import LmqConstraintError
-from lmq.runtime.decoding.model_runtime import RUNTIMES
 from lmq.runtime.automata.fsm import compile_regular, dfa_accepts
 from lmq.runtime.automata.fsm_concat import ConcatAutomaton, StopAutomaton
 from lmq.runtime.automata.guide import DfaGuide
-from lmq.runtime.decoding.holes import HoleRun
-from lmq.runtime.backends.hf_models import load_backend
 from lmq.runtime.automata.nfa import DEFAULT_BUDGET
+from lmq.runtime.decoding.holes import HoleRun
+from lmq.runtime.engine import shared_engine
 
 INT = rg.Regex(rg.INT_PATTERN)
 
 
 @pytest.fixture(scope="module")
 def runtime():
-    return RUNTIMES.get(load_backend("tiny-random"))
+    return shared_engine().runtime(shared_engine().backend("tiny-random"))
 
 
 def hole(runtime, spec: HoleSpec, budget: int = 30) -> HoleRun:
@@ -44,14 +43,14 @@ def token(runtime, text: str) -> int:
 
 
 def allowed(run: HoleRun, runtime) -> set[bytes]:
-    mask = run.mask(runtime.backend.vocab_size)
+    mask = run.mask(runtime.index.vocab_size)
     return {runtime.text_bytes[t] for t in np.flatnonzero(mask)}
 
 
 def push(run: HoleRun, runtime, *texts: str) -> HoleRun:
     for text in texts:
         t = token(runtime, text)
-        assert run.mask(runtime.backend.vocab_size)[t], text
+        assert run.mask(runtime.index.vocab_size)[t], text
         run.push(t, 0.0)
     return run
 
@@ -181,7 +180,7 @@ PHRASES = [".", "\n\n", " b", "2.", ","]
 
 def drive(runtime, run: HoleRun, rng: random.Random, phrases) -> None:
     """Random tokens from the mask (EOS where allowed), preferring phrase material."""
-    vocab = runtime.backend.vocab_size
+    vocab = runtime.index.vocab_size
     while run.ending is None:
         mask = run.mask(vocab)
         ids = np.flatnonzero(mask).tolist() if mask is not None else list(range(vocab))
@@ -221,7 +220,7 @@ def test_finished_values_satisfy_the_constraint(runtime, value, phrases, counts,
 def test_unsatisfiable_budget_still_raises(runtime):
     spec = HoleSpec("N", rg.Regex("[0-9]{8}"), stops_before=(".",))
     run = hole(runtime, spec, budget=2)
-    assert not run.mask(runtime.backend.vocab_size).any()  # 8 digits cannot fit
+    assert not run.mask(runtime.index.vocab_size).any()  # 8 digits cannot fit
     with pytest.raises(LmqConstraintError, match="'N'"):
         for text in ("1", "2"):
             run.push(token(runtime, text), 0.0)

@@ -1,0 +1,80 @@
+"""Model specs → backends: one table entry per kind of backend.
+
+A spec is a built-in name (``smollm2``, ``tiny-random``) or ``PREFIX:REST``, where the
+prefix names the backend that loads it: ``hf:PATH`` (a transformers model folder),
+``gguf:FILE`` (a GGUF file, dequantised once into a transformers folder). A new backend
+is one entry of :data:`KINDS` and one module with two functions:
+
+* ``load(spec, *, device, dtype, adapter) -> Backend`` — a new backend for the spec
+  (the :class:`~lmq.runtime.engine.Engine` keeps it);
+* ``options(device, dtype) -> tuple`` — the settings a load with these arguments ends up
+  with (defaults resolved), so that equal loads share one backend.
+
+The module is imported only when a spec of its kind loads, so a kind whose package is not
+installed costs nothing until used (and is then an :class:`LmqModelError` saying what to
+install).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lmq.errors import LmqModelError, did_you_mean
+from lmq.runtime.backends.base import Backend
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of backend: its spec ``prefix``, the ``module`` that loads it, and how its
+    specs are written (``form``, for help and errors)."""
+
+    prefix: str
+    module: str
+    form: str
+
+
+KINDS = (
+    Kind("hf", "lmq.runtime.backends.hf_models", "hf:PATH (a transformers model folder)"),
+    Kind("gguf", "lmq.runtime.backends.hf_models",
+         "gguf:FILE (a GGUF file, converted once for transformers)"),
+)
+NAMES = {"smollm2": "hf", "tiny-random": "hf"}  # built-in names and the kind that loads them
+
+
+def kind_of(spec: str, known: Iterable[str] = ()) -> Kind:
+    """The kind of backend ``spec`` loads with; an unknown prefix or name is an
+    :class:`LmqModelError` with a suggestion (among ``known`` names too)."""
+    prefix, colon, _ = spec.partition(":")
+    by_prefix = {kind.prefix: kind for kind in KINDS}
+    if colon and prefix in by_prefix:
+        return by_prefix[prefix]
+    if spec in NAMES:
+        return by_prefix[NAMES[spec]]
+    if colon and prefix.isidentifier():
+        raise LmqModelError(f"unknown kind of model '{prefix}:' in '{spec}'",
+                            hint=did_you_mean(prefix, by_prefix)
+                            or "specs are " + ", ".join(kind.form for kind in KINDS))
+    names = [*known, *NAMES]
+    raise LmqModelError(f"unknown model '{spec}'", hint=did_you_mean(spec, names)
+                        or "known models: " + ", ".join([*names, *(k.form for k in KINDS)]))
+
+
+def _module(spec: str) -> Any:
+    return importlib.import_module(kind_of(spec).module)
+
+
+def cache_key(spec: str, *, adapter: str | None = None, device: str | None = None,
+              dtype: str | None = None) -> tuple:
+    """What makes two loads the same backend."""
+    return (spec, adapter, *_module(spec).options(device, dtype))
+
+
+def load(spec: str, *, adapter: str | None = None, device: str | None = None,
+         dtype: str | None = None) -> Backend:
+    """A new backend for ``spec``."""
+    backend = _module(spec).load(spec, device=device, dtype=dtype, adapter=adapter)
+    assert isinstance(backend, Backend)
+    return backend
