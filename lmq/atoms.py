@@ -125,13 +125,15 @@ Build = Callable[[list[Any], dict[str, Any], str | None], regular.Regular]
 
 @dataclass(frozen=True)
 class AtomKind:
-    """One atom (see the module docstring). ``name`` is how messages name it (``{hole}``
-    and ``{op}`` are replaced by the hole's name and the comparison); ``function`` its name where it is written as a call;
-    ``arguments`` check the arguments after the hole, ``options`` the keyword options (which
-    may also follow the arguments positionally, in this order); ``build(values, options,
-    op)`` makes the regular node (None: the decoding loop enforces the atom); ``convert``
-    is the conversion of the value when the atom is a top-level conjunct; ``top_level``
-    atoms cannot stand under ``or`` or ``not``."""
+    """One atom (see the module docstring).
+
+    ``name`` is how messages name it (``{hole}`` and ``{op}`` are replaced by the hole's
+    name and the comparison); ``function`` its name where it is written as a call;
+    ``arguments`` check the arguments after the hole and ``options`` the keyword options
+    (which may also follow the arguments positionally, in this order); ``build(values,
+    options, op)`` makes the regular node (None: the decoding loop enforces the atom);
+    ``convert`` is the conversion of the value when the atom is a top-level conjunct;
+    ``top_level`` atoms cannot stand under ``or`` or ``not``."""
 
     kind: str
     name: str

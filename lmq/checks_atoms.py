@@ -1,9 +1,10 @@
 """Typing of constraint atoms (LANGUAGE.md section 4), part of :mod:`lmq.checks`.
 
 An atom's arguments are evaluated when its hole starts, so only constant arguments can be
-checked here: ``len(C) < "5"`` compares a length with a string, ``X in [1, 2]`` can never
-hold for a text, a ``REGEX`` pattern must be one lmq can enforce (the error points at the
-position inside the pattern).
+checked here, each with its :class:`~lmq.atoms.Argument`'s check (the message the runtime
+gives for the evaluated value too): ``len(C) < "5"`` compares a length with a string,
+``X in [1, 2]`` can never hold for a text, a ``REGEX`` pattern must be one lmq can enforce
+(the error points at the position inside the pattern).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lmq import ir
+from lmq.atoms import ATOMS, Argument, AtomKind
 from lmq.decoders import NotConstant, constant_value
 from lmq.errors import LmqCompileError
 from lmq.lower_expr import decode_literal, literal_parts
@@ -18,17 +20,6 @@ from lmq.regular import check_regex
 
 if TYPE_CHECKING:
     from lmq.checks import _Checker
-
-ATOM_NAMES = {"starts_with": "STARTS_WITH", "ends_with": "ENDS_WITH", "span": "SPAN",
-              "stops_at": "STOPS_AT", "stops_before": "STOPS_BEFORE", "labels": "LABELS",
-              "regex": "REGEX", "contains": "'in'"}
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "None"
-    name = type(value).__name__
-    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def _constant(expr: ir.Expr) -> tuple[bool, Any]:
@@ -38,89 +29,40 @@ def _constant(expr: ir.Expr) -> tuple[bool, Any]:
         return False, None
 
 
-def _elements(expr: ir.Expr) -> list[ir.Expr]:
-    return list(expr.elts) if isinstance(expr, (ir.ListExpr, ir.TupleExpr, ir.SetExpr)) \
-        else []
-
-
 def check_atom(checker: _Checker, atom: ir.Atom) -> None:
     """Raise :class:`LmqCompileError` if a constant argument of ``atom`` has the wrong
     type or value."""
-    error = checker.error
-    kind = atom.kind
-    if kind in ("token_len", "char_len"):
-        known, n = _constant(atom.args[0])
-        if known and (not isinstance(n, int) or isinstance(n, bool)):
-            raise error(f"comparison of a length with {type_name(n)}", atom.args[0])
-    elif kind == "eq":
-        known, value = _constant(atom.args[0])
-        if known and not isinstance(value, str):
-            raise error(f"comparison of a hole's text with {type_name(value)}", atom.args[0])
-    elif kind == "in":
-        _strings(checker, atom, atom.args[0], f"'{atom.hole} in ...'", allow_single=False)
-    elif kind in ("contains", "starts_with", "ends_with", "span"):
-        known, value = _constant(atom.args[0])
-        if known and not isinstance(value, str):
-            raise error(f"{ATOM_NAMES[kind]} needs a string, not {type_name(value)}",
-                        atom.args[0])
-    elif kind in ("stops_at", "stops_before"):
-        _strings(checker, atom, atom.args[0], ATOM_NAMES[kind], allow_single=True,
-                 nonempty=True)
-    elif kind == "regex":
+    kind = ATOMS[atom.kind]
+    for expr, argument in zip(atom.args, kind.arguments):
+        _check(checker, kind, atom, expr, argument)
+    for keyword in atom.keywords if kind.options else ():  # a predicate's are its own
+        known, value = _constant(keyword.value)
+        problem = kind.option_problem(keyword.name, value) if known else None
+        if problem:
+            raise checker.error(problem, keyword.value)
+    if atom.kind == "regex":
         known, pattern = _constant(atom.args[0])
-        if known and not isinstance(pattern, str):
-            raise error(f"REGEX needs a pattern string, not {type_name(pattern)}",
-                        atom.args[0])
         if known:
             start, offsets = _literal_offsets(checker, atom.args[0])
             check_pattern(checker, pattern, start, atom.args[0], offsets)
-    elif kind == "labels":
-        _labels(checker, atom)
-    elif kind == "json":
-        known, schema = _constant(atom.args[0])
-        if known and not isinstance(schema, (str, bool)):
-            raise error(f"JSON needs a schema (a dict), not {type_name(schema)}", atom.args[0])
 
 
-def _strings(checker: _Checker, atom: ir.Atom, expr: ir.Expr, what: str,
-             allow_single: bool, nonempty: bool = False) -> None:
-    known, value = _constant(expr)
-    if not known and not _elements(expr):
+def _check(checker: _Checker, kind: AtomKind, atom: ir.Atom, expr: ir.Expr,
+           argument: Argument) -> None:
+    """A constant argument as a whole, else each constant element of a list literal."""
+    title = kind.title(atom.hole, atom.op)
+    if argument.element is not None and isinstance(expr, (ir.ListExpr, ir.TupleExpr,
+                                                          ir.SetExpr)):
+        for element in expr.elts:  # each constant element, pointing at it
+            known, item = _constant(element)
+            problem = argument.item_problem(item) if known else None
+            if problem:
+                raise checker.error(f"{title} {problem}", element)
         return
-    if known and isinstance(value, str) and allow_single:
-        items: list[tuple[Any, ir.Expr]] = [(value, expr)]
-    elif known and not isinstance(value, (list, tuple)):
-        raise checker.error(f"{what} needs a list of strings, not {type_name(value)}", expr)
-    else:
-        items = []
-        for element in _elements(expr):
-            element_known, element_value = _constant(element)
-            if element_known:
-                items.append((element_value, element))
-    for item, where in items:
-        if not isinstance(item, str):
-            raise checker.error(f"{what} needs strings, not {type_name(item)}", where)
-        if nonempty and item == "":
-            raise checker.error(f"{what} needs a non-empty stop phrase", where)
-
-
-def _labels(checker: _Checker, atom: ir.Atom) -> None:
-    _strings(checker, atom, atom.args[0], "LABELS", allow_single=False)
-    for keyword in atom.keywords:
-        known, value = _constant(keyword.value)
-        if not known:
-            continue
-        name = keyword.name
-        valid = {"sep": isinstance(value, str) and value != "",
-                 "unique": isinstance(value, bool),
-                 "min": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-                 "max": value is None or (isinstance(value, int) and
-                                          not isinstance(value, bool) and value >= 1)}[name]
-        if not valid:
-            wanted = {"sep": "a non-empty string", "unique": "True or False",
-                      "min": "an integer >= 0", "max": "an integer >= 1 or None"}[name]
-            raise checker.error(f"the LABELS option '{name}' must be {wanted}, not {value!r}",
-                                keyword.value)
+    known, value = _constant(expr)
+    problem = argument.problem(value) if known else None
+    if problem:
+        raise checker.error(f"{title} {problem}", expr)
 
 
 def _literal_offsets(checker: _Checker, expr: ir.Expr) -> tuple[int, list[int] | None]:

@@ -2,39 +2,35 @@
 
 Constraint argument expressions (``LIST``, ``s``, ``n`` …) are evaluated when the hole
 starts (LANGUAGE.md section 4), so this runs at run time, but it is pure: it sees IR and
-plain values, never a model. The regular part of a constraint (everything a byte-level
+plain values, never a model. Each atom is checked and built by its entry of
+:data:`lmq.atoms.ATOMS`: the regular part of a constraint (everything a byte-level
 automaton can check) becomes one :mod:`lmq.regular` tree; token counts, stop phrases and
 predicates, which are not regular over the text, must be top-level conjuncts.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from lmq import ir, regular
+from lmq.atoms import ATOMS, AtomKind, strings
 from lmq.errors import LmqCompileError, LmqConstraintError
 from lmq.regular import Regular
 
-COMPARISONS: dict[str, Callable[[int, int], bool]] = {
-    "<": operator.lt, "<=": operator.le, "==": operator.eq,
-    "!=": operator.ne, ">": operator.gt, ">=": operator.ge,
-}
 TYPED_HOLES = {"int": regular.INT_PATTERN, "float": regular.FLOAT_PATTERN}
-# Kinds that constrain the text as a regular language.
-REGULAR_KINDS = {"char_len", "in", "eq", "contains", "starts_with", "ends_with", "regex",
-                 "int", "float", "span"}
 
 
 @dataclass(frozen=True)
 class Predicate:
-    """``pred(X, ...)``: checked on the final value only."""
+    """``pred(X, ...)``: checked on the final value only, as
+    ``function(value, *args, **kwargs)``."""
 
     function: Any
     args: tuple[Any, ...]
     name: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,32 +152,26 @@ class _SpecBuilder:
         self.regulars.append(node)
 
     def add(self, item: ir.Constraint) -> None:
-        if isinstance(item, ir.Atom) and item.kind not in REGULAR_KINDS:
-            self.add_top_level(item)
-        else:
-            self.add_regular(self.regular_of(item))
-            if isinstance(item, ir.Atom) and item.kind in ("int", "float"):
-                self.convert = item.kind
+        if isinstance(item, ir.Atom) and ATOMS[item.kind].build is None:
+            self.add_enforced(item)
+            return
+        self.add_regular(self.regular_of(item, top=True))
+        if isinstance(item, ir.Atom) and ATOMS[item.kind].convert:
+            self.convert = ATOMS[item.kind].convert
 
-    def add_top_level(self, atom: ir.Atom) -> None:
+    def add_enforced(self, atom: ir.Atom) -> None:
+        """An atom the decoding loop enforces itself: a token count, stop phrases, a
+        predicate."""
         if atom.kind == "token_len":
-            self.add_token_bound(atom.op or "<", self.integer(atom.args[0], atom))
+            self.add_token_bound(atom.op or "<", self.value(atom, 0))
         elif atom.kind in ("stops_at", "stops_before"):
-            phrases = self.strings(atom.args[0], atom, allow_single=True)
-            if any(not phrase for phrase in phrases):
-                raise LmqConstraintError("a stop phrase cannot be empty", atom.span)
             target = self.stops_at if atom.kind == "stops_at" else self.stops_before
-            target.extend(phrases)
-        elif atom.kind in ("labels", "json"):  # regular, but they set the value's type
-            self.add_regular(self.labels(atom) if atom.kind == "labels" else
-                             self.checked(regular.json_node, atom, self.evaluate(atom.args[0])))
-            self.convert = atom.kind
-        elif atom.kind == "pred":
+            target.extend(strings(self.value(atom, 0)))
+        else:  # pred
             function = self.evaluate(ir.Name(atom.op or "", span=atom.span))
             args = tuple(self.evaluate(arg) for arg in atom.args)
-            self.predicates.append(Predicate(function, args, atom.op or "predicate"))
-        else:
-            raise LmqCompileError(f"'{self.describe(atom)}' is not supported yet", atom.span)
+            kwargs = tuple((kw.name, self.evaluate(kw.value)) for kw in atom.keywords)
+            self.predicates.append(Predicate(function, args, atom.op or "predicate", kwargs))
 
     def add_token_bound(self, op: str, n: int) -> None:
         if op == "<":
@@ -198,48 +188,44 @@ class _SpecBuilder:
         else:
             self.excluded.add(n)
 
-    def regular_of(self, item: ir.Constraint) -> regular.Regular:
+    def regular_of(self, item: ir.Constraint, top: bool = False) -> regular.Regular:
         if isinstance(item, ir.And):
             return regular.And(tuple(self.regular_of(sub) for sub in item.items))
         if isinstance(item, ir.Or):
             return regular.Or(tuple(self.regular_of(sub) for sub in item.items))
         if isinstance(item, ir.Not):
             return regular.Not(self.regular_of(item.item))
-        if item.kind not in REGULAR_KINDS:
+        kind = ATOMS[item.kind]
+        if kind.build is None or (kind.top_level and not top):
             raise LmqCompileError(
                 f"'{self.describe(item)}' must be a top-level 'and' condition, not inside "
                 "'or' or 'not'", item.span)
-        return self.regular_atom(item)
+        values = [self.value(item, i) for i in range(len(kind.arguments))]
+        options = {kw.name: self.option(item, kind, kw) for kw in item.keywords}
+        return self.checked(item, lambda: kind.build(values, options, item.op))  # type: ignore[misc]
 
-    def regular_atom(self, atom: ir.Atom) -> regular.Regular:
-        kind = atom.kind
-        if kind in ("int", "float"):
-            return regular.Regex(TYPED_HOLES[kind])
-        if kind == "char_len":
-            n = self.integer(atom.args[0], atom)
-            return _char_length(atom.op or "<", n)
-        if kind == "in":
-            return regular.OneOf(tuple(self.strings(atom.args[0], atom)))
-        if kind == "regex":
-            pattern = self.string(atom.args[0], atom)
-            return self.checked(_regex, atom, pattern)
-        text = self.string(atom.args[0], atom)
-        if kind == "span":
-            return regular.Substring(text)
-        return {"eq": regular.Literal, "contains": regular.Contains,
-                "starts_with": regular.Prefix, "ends_with": regular.Suffix}[kind](text)
+    def value(self, atom: ir.Atom, index: int) -> Any:
+        """The ``index``-th argument of ``atom`` after the hole, evaluated and checked."""
+        kind = ATOMS[atom.kind]
+        value = self.evaluate(atom.args[index])
+        problem = kind.arguments[index].problem(value)
+        if problem:
+            raise LmqConstraintError(f"{kind.title(self.hole, atom.op)} {problem} (in the "
+                                     f"constraint on '{self.hole}')", atom.span)
+        return value
 
-    def labels(self, atom: ir.Atom) -> regular.Regular:
-        options = {keyword.name: self.evaluate(keyword.value) for keyword in atom.keywords}
-        return self.checked(regular.Labels, atom, tuple(self.strings(atom.args[0], atom)),
-                            **options)
+    def option(self, atom: ir.Atom, kind: AtomKind, keyword: ir.Keyword) -> Any:
+        value = self.evaluate(keyword.value)
+        problem = kind.option_problem(keyword.name, value)
+        if problem:
+            raise LmqConstraintError(f"{problem} (in the constraint on '{self.hole}')",
+                                     atom.span)
+        return value
 
-    def checked(self, make: Callable[..., regular.Regular], atom: ir.Atom, *args: Any,
-                **kwargs: Any) -> regular.Regular:
-        """``make(*args, **kwargs)``, its ``TypeError``/``ValueError`` as a constraint
-        error."""
+    def checked(self, atom: ir.Atom, make: Callable[[], regular.Regular]) -> regular.Regular:
+        """``make()``, its ``TypeError``/``ValueError`` as a constraint error."""
         try:
-            return make(*args, **kwargs)
+            return make()
         except (TypeError, ValueError) as e:
             raise LmqConstraintError(f"{e} (in the constraint on '{self.hole}')",
                                      atom.span) from None
@@ -248,46 +234,6 @@ class _SpecBuilder:
                 e.span = atom.span
             raise
 
-    def integer(self, expr: ir.Expr, atom: ir.Atom) -> int:
-        value = self.evaluate(expr)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise LmqConstraintError(
-                f"expected an integer in the constraint on '{self.hole}', got "
-                f"{type(value).__name__}", atom.span)
-        return value
-
-    def string(self, expr: ir.Expr, atom: ir.Atom) -> str:
-        value = self.evaluate(expr)
-        if not isinstance(value, str):
-            raise LmqConstraintError(
-                f"expected a string in the constraint on '{self.hole}', got "
-                f"{type(value).__name__}", atom.span)
-        return value
-
-    def strings(self, expr: ir.Expr, atom: ir.Atom, allow_single: bool = False) -> list[str]:
-        value = self.evaluate(expr)
-        if allow_single and isinstance(value, str):
-            return [value]
-        if not isinstance(value, (list, tuple, set, frozenset)) or not all(
-                isinstance(v, str) for v in value):
-            raise LmqConstraintError(
-                f"expected a list of strings in the constraint on '{self.hole}'", atom.span)
-        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
-
-
-def _regex(pattern: str) -> regular.Regex:
-    regular.check_regex(pattern)
-    return regular.Regex(pattern)
-
 
 def _min(a: int | None, b: int) -> int:
     return b if a is None else min(a, b)
-
-
-def _char_length(op: str, n: int) -> regular.Regular:
-    bounds = {"<": (0, n - 1), "<=": (0, n), ">": (n + 1, None), ">=": (n, None),
-              "==": (n, n)}
-    if op == "!=":
-        return regular.Not(regular.CharLength(max(n, 0), max(n, 0))) if n >= 0 else regular.ANY
-    low, high = bounds[op]
-    return regular.CharLength(max(low, 0), high)

@@ -34,14 +34,13 @@ one Lark ``Transformer`` (``lmq.lower``); later passes (``lmq.checks``) only rea
 
     Constraint = And(items) | Or(items) | Not(item) | Atom(kind, hole, op?, args, keywords)
 
-Atom kinds (LANGUAGE.md section 4): ``token_len`` and ``char_len`` (``op`` is the
-comparison, ``args == (n,)``), ``in`` (``args == (list,)``; ``X not in L`` is
-``Not(Atom("in"))``), ``eq`` (``X == s``; ``!=`` is ``Not``), ``contains`` (``s in X``),
-``starts_with``, ``ends_with``, ``stops_at``, ``stops_before`` (``args == (phrases,)``,
-a string or a list), ``int``, ``float``, ``regex`` (``args == (pattern,)``), ``labels``
-(``args == (labels,)``, keywords ``sep min max unique``), ``json`` (``args == (schema,)``),
-``span`` (``args == (text,)``) and ``pred`` (``op`` holds the predicate's name, ``args``
-the arguments after the hole). Argument expressions are evaluated when the hole starts.
+Atom kinds are the keys of :data:`lmq.atoms.ATOMS` (LANGUAGE.md section 4), where each
+entry documents its arguments: ``token_len`` and ``char_len`` (``op`` is the comparison,
+``args == (n,)``), ``in`` (``X not in L`` is ``Not(Atom("in"))``), ``eq`` (``X == s``;
+``!=`` is ``Not``), ``contains`` (``s in X``), the function atoms (``STOPS_AT`` is
+``stops_at``, ...; keywords are options such as those of ``LABELS``) and ``pred`` (``op``
+holds the predicate's name, ``args`` and ``keywords`` its arguments after the hole).
+Argument expressions are evaluated when the hole starts.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The grammar parses a constraint as an expression; here ``and``/``or``/``not`` become
 ``And``/``Or``/``Not`` and every other subexpression must be one atom of the table in
-:mod:`lmq.ir`. Whether a name is a hole is decided by the hole names in scope: the
+:mod:`lmq.atoms` (a function atom by its name, or one of the operator forms below), or a
+predicate call. Whether a name is a hole is decided by the hole names in scope: the
 statement's holes for an inline ``where``, the program's for the program's clause.
 """
 
@@ -11,20 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lmq import ir
+from lmq.atoms import COMPARISONS, FUNCTIONS
 from lmq.errors import LmqCompileError, Source, Span, did_you_mean
 
-# Atom functions: name -> (kind, number of positional arguments including the hole).
-FUNCTIONS = {
-    "STOPS_AT": ("stops_at", 2), "STOPS_BEFORE": ("stops_before", 2),
-    "STARTS_WITH": ("starts_with", 2), "ENDS_WITH": ("ends_with", 2),
-    "INT": ("int", 1), "FLOAT": ("float", 1), "REGEX": ("regex", 2),
-    "LABELS": ("labels", 2), "JSON": ("json", 2), "SPAN": ("span", 2),
-}
-LABELS_OPTIONS = ("sep", "min", "max", "unique")
-LENGTH_OPERATORS = ("<", "<=", "==", "!=", ">", ">=")
 FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-# Names a constraint may use besides holes and predicates (never program parameters).
-ATOM_NAMES = frozenset(FUNCTIONS) | {"TOKENS"}
 
 
 class ConstraintLowering:
@@ -105,8 +96,8 @@ class ConstraintLowering:
             measured, left, right = flipped, right, left
             operator = FLIPPED.get(operator, operator)
         if measured is not None:
-            if operator not in LENGTH_OPERATORS:
-                raise self.error(f"a length is compared with one of {' '.join(LENGTH_OPERATORS)}"
+            if operator not in COMPARISONS:
+                raise self.error(f"a length is compared with one of {' '.join(COMPARISONS)}"
                                  f", not '{operator}'", span)
             kind, hole = measured
             return ir.Atom(kind, hole, operator, (right,), span=span)
@@ -160,27 +151,27 @@ class ConstraintLowering:
                                  "argument", expr)
             hole = self.hole(expr.args[0], f"the predicate '{name}'")
             return ir.Atom("pred", hole, name, expr.args[1:], expr.keywords, span=expr.span)
-        kind, arity = FUNCTIONS[name]
+        kind = FUNCTIONS[name]
         args = list(expr.args)
         keywords = list(expr.keywords)
-        if kind == "labels":
-            for option, value in zip(LABELS_OPTIONS, args[2:]):
+        if kind.options:  # options may follow the arguments positionally
+            for option, value in zip(kind.options, args[kind.arity:]):
                 keywords.append(ir.Keyword(option, value, span=value.span))
-            args = args[:2]
+            args = args[:kind.arity]
             for keyword in keywords:
-                if keyword.name not in LABELS_OPTIONS:
-                    raise self.error(f"unknown argument '{keyword.name}' for LABELS",
-                                     keyword, did_you_mean(keyword.name, LABELS_OPTIONS))
+                if keyword.name not in kind.options:
+                    raise self.error(f"unknown argument '{keyword.name}' for {name}",
+                                     keyword, did_you_mean(keyword.name, kind.options))
             if len({k.name for k in keywords}) != len(keywords):
-                raise self.error("an argument of LABELS is given twice", expr)
+                raise self.error(f"an argument of {name} is given twice", expr)
         elif keywords:
             raise self.error(f"{name} takes no keyword arguments", keywords[0])
-        if len(args) != arity:
-            shape = f"{name}(X)" if arity == 1 else f"{name}(X, ...)"
-            raise self.error(f"{name} takes {arity} argument{'s' * (arity > 1)}: {shape}",
-                             expr)
+        if len(args) != kind.arity:
+            shape = f"{name}(X)" if kind.arity == 1 else f"{name}(X, ...)"
+            raise self.error(f"{name} takes {kind.arity} argument{'s' * (kind.arity > 1)}: "
+                             f"{shape}", expr)
         hole = self.hole(args[0], name)
-        return ir.Atom(kind, hole, None, tuple(args[1:]), tuple(keywords), span=expr.span)
+        return ir.Atom(kind.kind, hole, None, tuple(args[1:]), tuple(keywords), span=expr.span)
 
 
 def _is_call(expr: ir.Expr, name: str) -> bool:

@@ -104,6 +104,19 @@ def test_stream_raises_the_run_error():
         list(q.stream())
 
 
+def test_a_predicate_gets_its_arguments_and_keywords():
+    seen = []
+
+    def longer(value, n, strict=False):
+        seen.append((value, n, strict))
+        return True
+
+    q = lmq.query('"n:[N]" where len(TOKENS(N)) < 3 and longer(N, 1, strict=True)', model=MODEL,
+                  tools={"longer": longer})
+    value = q()["N"]
+    assert seen == [(value, 1, True)]
+
+
 def test_decorator_takes_docstring_and_signature():
     @lmq.query(model=MODEL)
     def capital(country, suffix="?"):

@@ -139,17 +139,19 @@ def test_allowed_builtins_and_shadowing() -> None:
 # ------------------------------------------------------------------ constraints
 
 @pytest.mark.parametrize("text, message, where", [
-    ('"[C]" where len(C) < "5"', "comparison of a length with a str", '"5"'),
-    ('"[C]" where len(TOKENS(C)) < 2.5', "comparison of a length with a float", "2.5"),
-    ('"[C]" where len(C) < True', "comparison of a length with a bool", "True"),
-    ('"[A]" where A == 3', "comparison of a hole's text with an int", "3"),
+    ('"[C]" where len(C) < "5"', "'len(C) < n' needs an integer, not a str", '"5"'),
+    ('"[C]" where len(TOKENS(C)) < 2.5', "'len(TOKENS(C)) < n' needs an integer, not a float",
+     "2.5"),
+    ('"[C]" where len(C) >= True', "'len(C) >= n' needs an integer, not a bool", "True"),
+    ('"[A]" where A == 3', "'A == s' needs a string, not an int", "3"),
     ('"[A]" where A in [1, "a"]', "'A in ...' needs strings, not an int", "1"),
     ('"[A]" where A in "ab"', "'A in ...' needs a list of strings, not a str", '"ab"'),
-    ('"[A]" where 1 in A', "'in' needs a string, not an int", "1"),
+    ('"[A]" where 1 in A', "'s in A' needs a string, not an int", "1"),
     ('"[A]" where STARTS_WITH(A, 1)', "STARTS_WITH needs a string, not an int", "1"),
     ('"[A]" where STOPS_AT(A, "")', "STOPS_AT needs a non-empty stop phrase", '""'),
     ('"[A]" where STOPS_AT(A, ["a", None])', "STOPS_AT needs strings, not None", "None"),
-    ('"[A]" where STOPS_BEFORE(A, 5)', "STOPS_BEFORE needs a list of strings, not an int", "5"),
+    ('"[A]" where STOPS_BEFORE(A, 5)', "STOPS_BEFORE needs a string or a list of strings, not "
+     "an int", "5"),
     ('"[A]" where REGEX(A, 5)', "REGEX needs a pattern string, not an int", "5"),
     ('"[A]" where REGEX(A, r"[0-9")', "invalid regular expression: unterminated character set",
      "["),
@@ -257,7 +259,7 @@ def test_constant_value() -> None:
 
 def test_every_error_renders_with_file_line_and_caret() -> None:
     error = error_of('x = 1\n"[A]" where STOPS_AT(A, 5)')
-    assert str(error) == ("t.lmq:2:25: error: STOPS_AT needs a list of strings, not an int\n"
+    assert str(error) == ("t.lmq:2:25: error: STOPS_AT needs a string or a list of strings, not an int\n"
                           '    "[A]" where STOPS_AT(A, 5)\n'
                           "                            ^")
     assert isinstance(error.span, Span)

@@ -52,8 +52,8 @@ def test_invalid_regex_in_the_program_is_a_compile_error():
 
 @pytest.mark.parametrize("pattern, rule", [
     ("[a-", "invalid regular expression"),
-    (["a"], "expected a string in the constraint on 'A', got list"),
-    (None, "expected a string in the constraint on 'A', got NoneType"),
+    (["a"], "REGEX needs a pattern string, not a list (in the constraint on 'A')"),
+    (None, "REGEX needs a pattern string, not None (in the constraint on 'A')"),
 ])
 def test_invalid_regex_from_a_parameter(pattern, rule):
     error = failure('"[A]" where REGEX(A, p)\n', p=pattern)
@@ -64,8 +64,8 @@ def test_invalid_regex_from_a_parameter(pattern, rule):
 @pytest.mark.parametrize("schema, rule", [
     ({"type": "bogus"}, "JSON schema: unknown type 'bogus'"),
     ("{not json", "the JSON schema is not valid JSON"),
-    ([1, 2], "a JSON schema is a dict or a bool, not list"),
-    (3, "a JSON schema is a dict or a bool, not int"),
+    ([1, 2], "JSON needs a schema (a dict), not a list (in the constraint on 'A')"),
+    (3, "JSON needs a schema (a dict), not an int (in the constraint on 'A')"),
 ])
 def test_invalid_schema_from_a_parameter(schema, rule):
     error = failure('"[A]" where JSON(A, s)\n', s=schema)
@@ -255,10 +255,12 @@ def test_parameters_of_the_wrong_type(source, params, rule):
 
 
 @pytest.mark.parametrize("source, value, rule", [
-    ('"[A]" where len(TOKENS(A)) < n\n', "x", "expected an integer in the constraint on 'A'"),
-    ('"[A]" where A in n\n', "x", "expected a list of strings in the constraint on 'A'"),
-    ('"[A]" where STOPS_AT(A, n)\n', 3, "expected a list of strings"),
-    ('"[A]" where STARTS_WITH(A, n)\n', None, "expected a string"),
+    ('"[A]" where len(TOKENS(A)) < n\n', "x",
+     "'len(TOKENS(A)) < n' needs an integer, not a str (in the constraint on 'A')"),
+    ('"[A]" where A in n\n', "x",
+     "'A in ...' needs a list of strings, not a str (in the constraint on 'A')"),
+    ('"[A]" where STOPS_AT(A, n)\n', 3, "STOPS_AT needs a string or a list of strings, not an int"),
+    ('"[A]" where STARTS_WITH(A, n)\n', None, "STARTS_WITH needs a string, not None"),
 ])
 def test_constraint_arguments_of_the_wrong_type(source, value, rule):
     error = failure(source, kind=LmqConstraintError, n=value)

@@ -20,7 +20,7 @@ def check(text: str) -> None:
     ('"[X: int]" where X in ["a", "b"]', 'X in ["a", "b"]'),
     ('"[X: bool]" where STARTS_WITH(X, "yes")', 'STARTS_WITH(X, "yes")'),
     ('"[X]" where LABELS(X, ["a", "b"], min=3)', 'LABELS(X, ["a", "b"], min=3)'),
-    ('"[X]" where LABELS(X, ["a"], max=0)', 'LABELS(X, ["a"], max=0)'),
+    ('"[X]" where LABELS(X, ["a"], min=2)', 'LABELS(X, ["a"], min=2)'),
     ('"[X]" where JSON(X, {"enum": [1, 2]}) and X == "3"', 'JSON(X, {"enum": [1, 2]}) and X == "3"'),
     ('"[X]" where SPAN(X, "abc") and ENDS_WITH(X, "x")', 'SPAN(X, "abc") and ENDS_WITH(X, "x")'),
     ('"[X]" where len(X) < 3 and X in ["long"] and len(TOKENS(X)) < 9',
