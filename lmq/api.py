@@ -115,14 +115,14 @@ class Query:
     def __call__(self, *args: Any, **params: Any) -> Result | list[Result]:
         """Run once: a :class:`Result`, or a list of them (best first) for ``sample(n>1)``
         and ``beam``. Errors are raised."""
-        answer = self._execute([self.bind(args, params)], fail_fast=True)[0]
+        answer = self.execute([self.bind(args, params)], fail_fast=True)[0]
         assert not isinstance(answer, LmqError)
         return answer
 
     async def acall(self, *args: Any, **params: Any) -> Result | list[Result]:
         """``await q.acall(...)``: the call runs in a worker thread."""
         bound = self.bind(args, params)
-        answers = await asyncio.to_thread(self._execute, [bound], True)
+        answers = await asyncio.to_thread(self.execute, [bound], True)
         return answers[0]
 
     def batch(self, inputs: Sequence[Mapping[str, Any]], batch_size: int | None = None,
@@ -149,7 +149,7 @@ class Query:
                     chunk.append(error)
             todo = [i for i, item in enumerate(chunk) if not isinstance(item, LmqError)]
             stats: dict[str, Any] = {}
-            done = self._execute([chunk[i] for i in todo], fail_fast=False, seed=seed,
+            done = self.execute([chunk[i] for i in todo], fail_fast=False, seed=seed,
                                  stats=stats) if todo else []
             for i, answer in zip(todo, done):
                 chunk[i] = answer
@@ -172,7 +172,7 @@ class Query:
         "result": Result}``. Closing the generator early stops the run at its next token."""
         bound = self.bind(args, params)
         yield from stream_events(
-            lambda listen: self._execute([bound], True, on_event=listen)[0])
+            lambda listen: self.execute([bound], True, on_event=listen)[0])
 
     def bind(self, args: Sequence[Any], params: Mapping[str, Any]) -> dict[str, Any]:
         """Positional arguments bound by :attr:`signature`, keywords as they are,
@@ -201,11 +201,19 @@ class Query:
             decoder = dataclasses.replace(decoder, seed=seed)
         return decoder
 
-    def _execute(self, inputs: list[Mapping[str, Any]], fail_fast: bool,
-                 seed: int | None = None, on_event: Callable[[dict[str, Any]], None] |
-                 None = None, stats: dict[str, Any] | None = None,
-                 trace: list[Any] | None = None,
-                 on_answer: Callable[[int, Any], None] | None = None) -> list[Any]:
+    def execute(self, inputs: Sequence[Mapping[str, Any]], fail_fast: bool = True,
+                seed: int | None = None, on_event: Callable[[dict[str, Any]], None] |
+                None = None, stats: dict[str, Any] | None = None,
+                trace: list[Any] | None = None,
+                on_answer: Callable[[int, Any], None] | None = None) -> list[Any]:
+        """The general form of a call, under ``q(...)``, :meth:`batch` and :meth:`stream`:
+        one instance per bound parameter dict of ``inputs`` (see :meth:`bind`), in one
+        lockstep batch. Returns each instance's answer in input order (a Result, a list
+        of them for branching decoders, or with ``fail_fast=False`` the instance's
+        ``LmqError``). ``seed`` replaces the decoder's seed; ``stats`` (a dict) is filled
+        with the run's counts and ``trace`` (a list) extended with its model calls;
+        ``on_event(event)`` gets the stream's events and ``on_answer(index, answer)`` each
+        instance's answer as soon as it is finished."""
         from lmq.runtime.run import execute
 
         decoder = self.effective_decoder(seed)

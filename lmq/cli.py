@@ -89,12 +89,15 @@ def setup_logging(args: argparse.Namespace) -> None:
                              hint="DEBUG, INFO, WARNING, ERROR or CRITICAL")
     logger = logging.getLogger("lmq")
     logger.setLevel(level)
-    if not any(getattr(h, "_lmq_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, CliLogHandler) for h in logger.handlers):
+        handler = CliLogHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("lmq: %(levelname)s: %(message)s"))
-        handler._lmq_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
+
+
+class CliLogHandler(logging.StreamHandler):
+    """The command line's log output on stderr (installed once per process)."""
 
 
 def parse_args(pairs: Sequence[str]) -> dict[str, Any]:
@@ -205,7 +208,7 @@ def command_run(args: argparse.Namespace) -> int:
         return run_inputs(q, args, params)
     stats: dict[str, Any] = {}
     trace: list[dict[str, Any]] = []
-    answer = q._execute([q.bind((), params)], fail_fast=True, seed=args.seed, stats=stats,
+    answer = q.execute([q.bind((), params)], fail_fast=True, seed=args.seed, stats=stats,
                         trace=trace)[0]
     results = answer if isinstance(answer, list) else [answer]
     if args.trace:

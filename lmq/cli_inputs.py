@@ -124,7 +124,7 @@ def _run_chunk(q: Any, chunk: list[tuple[int, Any]], defaults: dict[str, Any],
             put(number, error)
     if todo:
         part: dict[str, Any] = {}
-        q._execute([p for _, p in todo], fail_fast=False, seed=seed, stats=part,
+        q.execute([p for _, p in todo], fail_fast=False, seed=seed, stats=part,
                    trace=trace, on_answer=lambda k, answer: put(todo[k][0], answer))
         _merge(stats, part)
 

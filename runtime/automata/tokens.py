@@ -15,16 +15,27 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from lmq.errors import LmqModelError
 
-if TYPE_CHECKING:
-    from lmq.runtime.backends.base import Vocabulary
+
+class Vocabulary(Protocol):
+    """What an index needs of a model's vocabulary (the backend contract's
+    :class:`lmq.runtime.backends.base.Vocabulary` is one)."""
+
+    size: int
+    eos_ids: frozenset[int]
+
+    def token_bytes(self) -> list[bytes | None]: ...
+
+    def encode(self, text: str, parse_special: bool = True) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
 
 FORMAT_VERSION = 2
 # Round-trip probe: ASCII, accents, CJK, emoji (4-byte), whitespace runs, digits.

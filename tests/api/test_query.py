@@ -238,11 +238,11 @@ def test_import_lmq_does_not_import_torch():
 
 
 def test_each_instance_is_answered_as_soon_as_it_finishes():
-    """`_execute(..., on_answer=)` (what `lmq run --inputs` writes from) hears of a short
+    """`execute(..., on_answer=)` (what `lmq run --inputs` writes from) hears of a short
     instance before a long one in the same lockstep batch, and of bad inputs at once."""
     q = lmq.query('"{x}:[A]" where len(TOKENS(A)) == n', model=MODEL)
     heard: list[tuple[int, object]] = []
-    answers = q._execute([{"x": "a", "n": 30}, {"x": "b", "n": 2}, {"x": "c"},
+    answers = q.execute([{"x": "a", "n": 30}, {"x": "b", "n": 2}, {"x": "c"},
                           {"x": "d", "n": 1}], fail_fast=False,
                          on_answer=lambda index, answer: heard.append((index, answer)))
     order = [index for index, _ in heard]

@@ -1,4 +1,4 @@
-"""Every program in LANGUAGE.md runs on the tiny random model (the examples are part of
+"""Every program in the language reference (grammar/LANGUAGE.md) runs on the tiny random model (the examples are part of
 the specification; tests/front/test_language_examples.py checks how they compile).
 
 The examples are read from the reference itself, so a changed example is tested as it
@@ -15,7 +15,7 @@ import pytest
 
 import lmq
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "LANGUAGE.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "grammar" / "LANGUAGE.md"
 
 
 def program_blocks() -> list[str]:

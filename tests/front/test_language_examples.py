@@ -1,6 +1,6 @@
-"""Every code example of LANGUAGE.md parses, lowers and passes the checks (the examples
-are part of the specification), and the error example of section 13 is reproduced
-exactly.
+"""Every code example of the language reference (grammar/LANGUAGE.md) parses, lowers and
+passes the checks (the examples are part of the specification), the examples below are the
+reference's own, and the error example of section 13 is reproduced exactly.
 
 ``route`` in the section 9 example is used without an import: like any free name that is
 only ever called, it is a tool the host supplies (``lmq check`` lists it); a program can
@@ -8,6 +8,9 @@ also import it with ``from lmq.stdlib.routing import route``.
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +46,25 @@ prefer
 '''
 SECTION_13_ERROR = '''"Answer:[ANSWER]" where len(TOKENS(ANSWR)) < 10
 '''
+REFERENCE = (Path(__file__).resolve().parents[2] / "grammar" / "LANGUAGE.md").read_text(
+    encoding="utf-8")
+BLOCKS = re.findall(r"```\n(.*?)```", REFERENCE, flags=re.S)
+PROGRAMS = [block for block in BLOCKS if "error:" not in block and "[" in block]
+
+
+@pytest.mark.parametrize("example", [SECTION_1_STANDARD, SECTION_1_MODERN, SECTION_7_QUERY,
+                                     SECTION_9_ROUTE, SECTION_9_PREFER])
+def test_the_examples_here_are_the_references(example: str) -> None:
+    assert example in BLOCKS
+
+
+def test_one_line_examples_are_in_the_reference() -> None:
+    assert SECTION_1_ONE_LINE in REFERENCE and SECTION_13_ERROR.strip() in REFERENCE
+
+
+@pytest.mark.parametrize("source", PROGRAMS)
+def test_every_program_of_the_reference_compiles(source: str) -> None:
+    compile_source(source)
 
 
 def test_standard_form() -> None:

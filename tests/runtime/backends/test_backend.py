@@ -1,5 +1,5 @@
-"""TransformersBackend against the model itself: greedy decoding equals ``generate``, batching,
-forks, beams, rollback, compaction and scoring equal single-row or full re-encode results."""
+"""TransformersBackend beyond the conformance suite (test_conformance.py): SmolLM2 itself,
+slot compaction and growth, scoring shortcuts, counters, misuse and eager attention."""
 
 from __future__ import annotations
 
@@ -88,14 +88,6 @@ def test_backend_satisfies_the_protocol(tiny):
     assert tiny.vocabulary.decode([19556, 905]) == "Hello world"
 
 
-def test_greedy_equals_generate_tiny(tiny):
-    ids = tiny.vocabulary.encode(PROMPTS[0])
-    row = tiny.new_rows(1)[0]
-    tokens, _ = greedy(tiny, row, ids, 30)
-    assert tokens == generate(tiny, ids, 30)
-    assert len(set(tokens)) > 10  # the tiny model does not just repeat itself
-
-
 @pytest.mark.smollm2
 def test_greedy_equals_generate_smollm2(smollm2_model):
     backend = TransformersBackend(*smollm2_model, name="smollm2")
@@ -119,93 +111,6 @@ def test_batched_ragged_rows_equal_single_rows_smollm2(smollm2_model):
         singles.append(greedy(backend, row, ids, 30)[0])
         backend.release([row])
     assert batched_greedy(backend, prompts, 30) == singles
-
-
-def test_batched_ragged_rows_equal_single_rows(tiny):
-    prompts = [tiny.vocabulary.encode(p) for p in PROMPTS]
-    assert len({len(p) for p in prompts}) == len(prompts)
-    singles, single_logits = [], []
-    for ids in prompts:
-        row = tiny.new_rows(1)[0]
-        tokens, logits = greedy(tiny, row, ids, 20)
-        singles.append(tokens)
-        single_logits.append(logits[0])
-        tiny.release([row])
-    rows = tiny.new_rows(len(prompts))
-    first = tiny.forward(dict(zip(rows, prompts)))
-    for i, expected in enumerate(single_logits):
-        torch.testing.assert_close(first[i], expected, atol=ATOL, rtol=0)
-    tiny.release(rows)
-    assert batched_greedy(tiny, prompts, 20) == singles
-
-
-def test_feeding_a_subset_of_rows_in_any_order(tiny):
-    """Rows fed in scattered subsets (gathered slots) and reversed order equal single rows."""
-    prompts = [tiny.vocabulary.encode(p) for p in PROMPTS]
-    rows = tiny.new_rows(4)
-    feeds_by_step = [
-        {rows[2]: prompts[2], rows[0]: prompts[0]},
-        {rows[3]: prompts[3]},
-        {rows[1]: prompts[1], rows[3]: [11], rows[0]: [12, 13]},
-        {rows[2]: [14, 15, 16], rows[1]: [17]},
-    ]
-    contexts = {row: [] for row in rows}
-    for feeds in feeds_by_step:
-        logits = tiny.forward(feeds)
-        for i, (row, ids) in enumerate(feeds.items()):
-            contexts[row] += ids
-            torch.testing.assert_close(logits[i], full_logits(tiny, contexts[row]),
-                                       atol=ATOL, rtol=0)
-    for row in rows:
-        assert tiny.length(row) == len(contexts[row])
-        assert tiny.tokens(row) == contexts[row]
-
-
-def test_fork_copies_the_context(tiny):
-    prompt = tiny.vocabulary.encode(PROMPTS[2])
-    parent = tiny.new_rows(1)[0]
-    tiny.forward({parent: prompt})
-    children = tiny.fork(parent, 3)
-    continuations = [[100], [200, 201], [300, 301, 302]]
-    logits = tiny.forward(dict(zip(children, continuations)))
-    for i, cont in enumerate(continuations):
-        torch.testing.assert_close(logits[i], full_logits(tiny, prompt + cont), atol=ATOL, rtol=0)
-    # the parent is untouched and still usable
-    assert tiny.length(parent) == len(prompt)
-    torch.testing.assert_close(tiny.forward({parent: [400]})[0],
-                               full_logits(tiny, prompt + [400]), atol=ATOL, rtol=0)
-
-
-def test_select_reorders_beams(tiny):
-    a, b = tiny.new_rows(2)
-    ctx_a, ctx_b = tiny.vocabulary.encode(PROMPTS[0]), tiny.vocabulary.encode(PROMPTS[1])
-    tiny.forward({a: ctx_a, b: ctx_b})
-    beams = tiny.select([b, a, b])
-    tiny.release([a, b])
-    logits = tiny.forward({beam: [42] for beam in beams})
-    for i, ctx in enumerate([ctx_b, ctx_a, ctx_b]):
-        torch.testing.assert_close(logits[i], full_logits(tiny, ctx + [42]), atol=ATOL, rtol=0)
-        assert tiny.tokens(beams[i]) == ctx + [42]
-
-
-def test_rollback_then_refeed_gives_the_same_logits(tiny):
-    prompt = tiny.vocabulary.encode(PROMPTS[2])
-    row, other = tiny.new_rows(2)
-    tiny.forward({row: prompt, other: prompt[:5]})
-    tail = [500, 501, 502]
-    original = tiny.forward({row: tail})[0]
-    tiny.rollback(row, 3)
-    assert tiny.length(row) == len(prompt)
-    tiny.forward({other: [7]})  # other rows keep working meanwhile
-    again = tiny.forward({row: tail})[0]
-    torch.testing.assert_close(again, original, atol=ATOL, rtol=0)
-    # rolling back into the prompt and feeding something else equals a fresh encode
-    tiny.rollback(row, 3 + 4)
-    replaced = tiny.forward({row: [600, 601]})[0]
-    torch.testing.assert_close(replaced, full_logits(tiny, prompt[:-4] + [600, 601]),
-                               atol=ATOL, rtol=0)
-    with pytest.raises(ValueError):
-        tiny.rollback(row, tiny.length(row) + 1)
 
 
 def test_compaction_and_growth_keep_results(tiny_model):
@@ -237,27 +142,6 @@ def manual_scores(backend, context, continuation):
         logits = backend.model(ids).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1)
     return [float(logprobs[len(context) - 1 + j, token]) for j, token in enumerate(continuation)]
-
-
-def test_score_equals_a_full_re_encode(tiny):
-    context = tiny.vocabulary.encode(PROMPTS[1])
-    row = tiny.new_rows(1)[0]
-    last = tiny.forward({row: context})[0]
-    conts = [tiny.vocabulary.encode(" 4"), tiny.vocabulary.encode(" four"), tiny.vocabulary.encode(" four hundred"),
-             tiny.vocabulary.encode(" 5\nQ:"), [17]]
-    expected = [manual_scores(tiny, context, c) for c in conts]
-    before = tiny.stats.snapshot()
-    for first_logits in (None, last):
-        scores = tiny.score(row, conts, first_logits=first_logits)
-        for got, want in zip(scores, expected):
-            assert got == pytest.approx(want, abs=ATOL)
-    after = tiny.stats.snapshot()
-    assert after["forward_passes"] - before["forward_passes"] == 2  # one forward per call
-    assert after["score_calls"] - before["score_calls"] == 2
-    # the row is unchanged
-    assert tiny.length(row) == len(context)
-    torch.testing.assert_close(tiny.forward({row: [3]})[0], full_logits(tiny, context + [3]),
-                               atol=ATOL, rtol=0)
 
 
 def test_score_single_tokens_with_first_logits_needs_no_forward(tiny):
