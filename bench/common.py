@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# "smollm2" means the transformers build in these benchmarks (they compare with transformers'
+# own generate); bench_llama.py names the llama.cpp build explicitly (llama:smollm2).
+os.environ.setdefault("LMQ_BACKEND", "transformers")
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -349,7 +352,9 @@ def command_line(script: str, args: argparse.Namespace, extra: str = "") -> str:
 def describe(backend: Any) -> str:
     import torch
 
-    return (f"model={backend.name} device={backend.device} dtype={backend.model.dtype} "
+    model = getattr(backend, "model", None)  # the transformers backend's
+    dtype = model.dtype if model is not None else "the GGUF's own"
+    return (f"model={backend.name} device={backend.device} dtype={dtype} "
             f"torch threads={torch.get_num_threads()}")
 
 

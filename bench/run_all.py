@@ -10,6 +10,8 @@ Sections (``--only`` picks some, comma-separated):
   ``generate`` baseline.
 * ``labels`` — bench/bench_labels.py: label trie decoding vs scoring.
 * ``peers`` — bench/bench_peers.py: the six PEERS.md programs vs LMQL 0.7.3.
+* ``llama`` — bench/bench_llama.py: lmq on llama.cpp vs llama-cpp-python's own greedy and
+  vs lmq on transformers, constrained vs unconstrained, the memory-bandwidth bound.
 
 The device is chosen automatically (CUDA when available). ``--model smollm2`` (the default)
 falls back to ``smollm2-shape`` (SmolLM2's architecture, random weights; see bench/common.py)
@@ -34,11 +36,12 @@ from pathlib import Path
 
 import bench_e2e
 import bench_labels
+import bench_llama
 import bench_lmql_cases
 import bench_peers
 from common import BENCH, Table, pick_device, smollm2_tokenizer_folder
 
-SECTIONS = ("masks", "e2e", "cases", "labels", "peers")
+SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama")
 
 
 def model_available(spec: str) -> tuple[str, str]:
@@ -123,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "cases": lambda: bench_lmql_cases.main(common),
         "labels": lambda: bench_labels.main(common),
         "peers": lambda: bench_peers.main(common + (["--no-lmql"] if args.no_lmql else [])),
+        "llama": lambda: bench_llama.main(["--quick"] if args.quick else []
+                                          + (["--repeat", str(args.repeat)] if args.repeat
+                                             else [])),
     }
     started = time.perf_counter()
     for section in sections:

@@ -165,7 +165,7 @@ def command_check(args: argparse.Namespace) -> int:
 
 def command_models(args: argparse.Namespace) -> int:
     from lmq.config import default_model_name, load_config
-    from lmq.runtime.backends.hf_models import known_models
+    from lmq.runtime.backends.registry import known_models
 
     config = load_config()
     default = default_model_name(config)
@@ -175,10 +175,10 @@ def command_models(args: argparse.Namespace) -> int:
     for info in known_models():
         state = ("cached" if info.cached else "installed" if info.installed
                  else "not installed")
-        print(f"{info.name:12} {state:14} {info.description}")
-        print(f"{'':12} source: {info.source}")
+        print(f"{info.name:18} {state:14} {info.description}")
+        print(f"{'':18} source: {info.source}")
         if info.cache_path:
-            print(f"{'':12} cache:  {info.cache_path}")
+            print(f"{'':18} cache:  {info.cache_path}")
     if config.models:
         print(f"aliases (from {config.path}):")
         for name, spec in config.models.items():
@@ -189,7 +189,8 @@ def command_models(args: argparse.Namespace) -> int:
             about = specialist.description or specialist.system or ""
             print(f"  {name} -> {specialist.model or '(the run model)'}"
                   + (f": {about[:60]}" if about else ""))
-    print("specs: hf:PATH (a transformers folder), gguf:FILE (converted once into the cache)")
+    print("specs: hf:PATH (a transformers folder), gguf:FILE (converted once into the cache), "
+          "llama:FILE (a GGUF file on llama.cpp)")
     return 0
 
 

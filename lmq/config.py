@@ -236,8 +236,11 @@ def _validate(data: dict[str, Any], path: Path) -> Config:
 
 
 def anchor_path(spec: str, base: Path) -> str:
-    """``hf:`` and ``gguf:`` paths relative to the configuration file's folder."""
-    for prefix in ("hf:", "gguf:"):
+    """``hf:``, ``gguf:`` and ``llama:`` paths relative to the configuration file's folder
+    (``llama:smollm2`` and ``llama:tiny-random`` are names, not paths)."""
+    if spec in ("llama:smollm2", "llama:tiny-random"):
+        return spec
+    for prefix in ("hf:", "gguf:", "llama:"):
         if spec.startswith(prefix):
             target = Path(spec[len(prefix):]).expanduser()
             if not target.is_absolute():

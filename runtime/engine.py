@@ -30,8 +30,10 @@ class Engine:
 
     def backend(self, spec: str, *, adapter: str | None = None, device: str | None = None,
                 dtype: str | None = None) -> Backend:
-        """The backend of ``spec`` (:mod:`lmq.runtime.backends.registry`), loaded on first
-        use; ``adapter`` is a PEFT adapter folder merged into its weights."""
+        """The backend of ``spec`` (:mod:`lmq.runtime.backends.registry`; a built-in name
+        as :func:`~lmq.runtime.backends.registry.canonical` says), loaded on first use;
+        ``adapter`` is a PEFT adapter folder merged into its weights."""
+        spec = registry.canonical(spec, adapter)
         key = registry.cache_key(spec, adapter=adapter, device=device, dtype=dtype)
         with self._loading:
             backend = self._backends.get(key)

@@ -23,7 +23,7 @@ from lmq.config import Config, Specialist, parse_specialist, resolve_model, spec
 from lmq.errors import LmqModelError, LmqParameterError, did_you_mean
 from lmq.runtime.backends import registry
 from lmq.runtime.backends.base import Backend, ModelView
-from lmq.runtime.backends.hf_models import known_models
+from lmq.runtime.backends.registry import known_models
 from lmq.runtime.decoding.model_choices import Routed
 from lmq.runtime.engine import Engine
 

@@ -8,6 +8,9 @@ import shutil
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The built-in names run on transformers unless a test names another backend (llama:...):
+# the suite compares with transformers itself in places.
+os.environ.setdefault("LMQ_BACKEND", "transformers")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_VOCAB = 49_152
 SMOLLM2_EOS = 2

@@ -40,7 +40,7 @@ a specialist decodes on a :class:`ModelView` of a backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -159,6 +159,20 @@ class Backend(ABC):
         *unmasked* logits ``[size]`` if the caller has them (continuations of length 1
         then need no forward at all)."""
         raise unsupported("scoring continuations (distribution, label scores)", self)
+
+
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>",
+               "<|end_of_text|>", "</s>")
+"""End-of-turn markers of common chat templates: one ends a hole like end-of-sequence when
+the model's template mentions it and the vocabulary has it as a single token (the same rule
+for every backend, so one model's holes end alike on each)."""
+
+
+def end_of_turn_ids(template: str, token_id: Callable[[str], int | None]) -> set[int]:
+    """The ids of the :data:`END_OF_TURN` markers ``template`` uses; ``token_id(marker)`` is
+    the marker's single token id, None when it is not one token."""
+    found = (token_id(marker) for marker in END_OF_TURN if marker in template)
+    return {token for token in found if token is not None}
 
 
 def unsupported(feature: str, backend: Backend) -> LmqModelError:

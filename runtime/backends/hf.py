@@ -28,14 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmq.runtime.backends.base import Backend, BackendStats
+from lmq.runtime.backends.base import Backend, BackendStats, end_of_turn_ids
 from lmq.runtime.backends.hf_vocabulary import HfVocabulary
 from lmq.runtime.backends.slot_cache import SlotCache, as_index
-
-# Chat end-of-turn markers of common templates; one counts as EOS when the model's chat template
-# mentions it and the tokenizer has it as a single token.
-_END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>",
-                "<|end_of_text|>", "</s>")
 
 
 @dataclass
@@ -378,7 +373,5 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
         ids.update(int(e) for e in eos)
     template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
     vocab = tokenizer.get_vocab()
-    for marker in _END_OF_TURN:
-        if marker in template and marker in vocab:
-            ids.add(int(vocab[marker]))
+    ids |= end_of_turn_ids(template, lambda marker: vocab.get(marker))
     return frozenset(ids)

@@ -2,7 +2,9 @@
 
 A spec is a built-in name (``smollm2``, ``tiny-random``) or ``PREFIX:REST``, where the
 prefix names the backend that loads it: ``hf:PATH`` (a transformers model folder),
-``gguf:FILE`` (a GGUF file, dequantised once into a transformers folder). A new backend
+``gguf:FILE`` (a GGUF file, dequantised once into a transformers folder), ``llama:FILE``
+(a GGUF file run by llama.cpp as it is; ``llama:smollm2`` and ``llama:tiny-random`` are the
+built-in models there). A new backend
 is one entry of :data:`KINDS` and one module with two functions:
 
 * ``load(spec, *, device, dtype, adapter) -> Backend`` — a new backend for the spec
@@ -18,6 +20,8 @@ install).
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +44,36 @@ KINDS = (
     Kind("hf", "lmq.runtime.backends.hf_models", "hf:PATH (a transformers model folder)"),
     Kind("gguf", "lmq.runtime.backends.hf_models",
          "gguf:FILE (a GGUF file, converted once for transformers)"),
+    Kind("llama", "lmq.runtime.backends.llama_models",
+         "llama:FILE (a GGUF file run by llama.cpp; llama:smollm2, llama:tiny-random)"),
 )
 NAMES = {"smollm2": "hf", "tiny-random": "hf"}  # built-in names and the kind that loads them
+BACKEND_CHOICES = ("auto", "transformers", "llama")
+
+
+def canonical(spec: str, adapter: str | None = None) -> str:
+    """The spec a built-in name loads as, by ``LMQ_BACKEND``: ``auto`` (the default) runs
+    ``smollm2`` on llama.cpp when llama-cpp-python is installed (the same weights, several
+    times faster on a CPU: bench/RESULTS.md) unless an adapter needs transformers;
+    ``llama`` runs both built-in names there, ``transformers`` neither. Other specs as
+    they are."""
+    if spec not in NAMES:
+        return spec
+    choice = os.environ.get("LMQ_BACKEND", "auto").strip().lower() or "auto"
+    if choice not in BACKEND_CHOICES:
+        raise LmqModelError(f"unknown LMQ_BACKEND {choice!r}",
+                            hint=did_you_mean(choice, BACKEND_CHOICES)
+                            or "choose " + ", ".join(BACKEND_CHOICES))
+    llama = choice == "llama" or (choice == "auto" and spec == "smollm2" and adapter is None
+                                  and importlib.util.find_spec("llama_cpp") is not None)
+    return f"llama:{spec}" if llama else spec
+
+
+def known_models() -> list[Any]:
+    """The built-in models of every kind, with where each comes from (``lmq models``)."""
+    from lmq.runtime.backends import hf_models, llama_models
+
+    return [*hf_models.known_models(), *llama_models.known_models()]
 
 
 def kind_of(spec: str, known: Iterable[str] = ()) -> Kind:

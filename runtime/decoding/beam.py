@@ -14,7 +14,7 @@ import copy
 
 import torch
 
-from lmq.runtime.decoding.choosing import masked
+from lmq.runtime.decoding.choosing import masked, single_threaded
 from lmq.runtime.decoding.loop import Decoding, Row
 
 
@@ -25,10 +25,12 @@ def run_beam(decoding: Decoding, rows: list[Row], width: int, fail_fast: bool) -
     live = [row for row in rows if row.active]
     while live:
         proposals: dict[int, list[tuple[float, Row, int, float]]] = {}
-        for row, logits in zip(live, decoding.forward(live)):
-            for token, logprob in _proposals(decoding, row, logits, width):
-                proposals.setdefault(row.instance, []).append(
-                    (row.score + logprob, row, token, logprob))
+        logits = decoding.forward(live)
+        with single_threaded(logits[0].device):
+            for row, row_logits in zip(live, logits):
+                for token, logprob in _proposals(decoding, row, row_logits, width):
+                    proposals.setdefault(row.instance, []).append(
+                        (row.score + logprob, row, token, logprob))
         live = []
         for instance, options in proposals.items():
             options.sort(key=lambda option: -option[0])

@@ -24,7 +24,7 @@ import torch
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqModelError
 from lmq.runtime.backends.base import ModelView
-from lmq.runtime.decoding.choosing import greedy_batch, pick_token
+from lmq.runtime.decoding.choosing import greedy_batch, pick_token, single_threaded
 from lmq.runtime.decoding.context import Counters, RowContext, forward_logits
 from lmq.runtime.decoding.features import hole_plan
 from lmq.runtime.decoding.hole_constraint import check_predicates, forced, open_hole, weigh
@@ -121,11 +121,12 @@ class Decoding:
     def step(self, live: list[Row], fail_fast: bool) -> None:
         entries, masking = len(self.trace), self.mask_seconds
         logits = self.forward(live)
-        picks = self.pick_greedy(live, logits) if self.decoder.name == "argmax" else {}
-        for row, row_logits in zip(live, logits):
-            pick = picks.get(id(row))
-            self._guard(row, functools.partial(self.choose, logits=row_logits, pick=pick),
-                        fail_fast)
+        with single_threaded(logits[0].device):
+            picks = self.pick_greedy(live, logits) if self.decoder.name == "argmax" else {}
+            for row, row_logits in zip(live, logits):
+                pick = picks.get(id(row))
+                self._guard(row, functools.partial(self.choose, logits=row_logits, pick=pick),
+                            fail_fast)
         if len(self.trace) > entries:
             self.trace[-1].mask_ms = (self.mask_seconds - masking) * 1000
 
@@ -161,7 +162,8 @@ class Decoding:
                                          sum(len(ids) for ids in feeds.values()),
                                          len(feeds), 0.0, self.forced_since_call))
             self.forced_since_call = 0
-        return [self._combined(row) for row in rows]
+        with single_threaded(rows[0].context.last_logits.device):
+            return [self._combined(row) for row in rows]
 
     def _combined(self, row: Row) -> torch.Tensor:
         if row.plan is None or row.hole is None:

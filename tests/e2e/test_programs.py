@@ -1,4 +1,5 @@
-"""Whole programs through ``lmq.query`` on the seeded tiny random model.
+"""Whole programs through ``lmq.query`` on the seeded tiny random model, on every backend
+(transformers, and llama.cpp when llama-cpp-python is installed).
 
 The model's text is noise, so every assertion is a model-independent property: the
 constraint holds, the counts add up, the semantics of the language are respected.
@@ -6,6 +7,7 @@ constraint holds, the counts add up, the semantics of the language are respected
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import pytest
@@ -13,6 +15,15 @@ import pytest
 import lmq
 
 MODEL = "tiny-random"
+MODELS = ["tiny-random", pytest.param("llama:tiny-random", marks=pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"))]
+
+
+@pytest.fixture(autouse=True, params=MODELS)
+def backend_model(request, monkeypatch):
+    """Every test of the module on each backend's build of tiny-random."""
+    monkeypatch.setitem(globals(), "MODEL", request.param)
+    return request.param
 
 
 def run(source: str, **params):

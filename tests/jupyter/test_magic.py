@@ -3,6 +3,7 @@ kernel that is this interpreter (``sys.executable``), whatever kernels the machi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -46,6 +47,15 @@ def test_cell_binds_holes_and_displays_html(shell):
     page = html_of(captured)
     assert 'class="lmq-hole"' in page and 'data-hole="ANSWER"' in page
     assert captured.stderr == ""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                    reason="llama-cpp-python is not installed")
+def test_a_cell_on_the_llama_backend(shell):
+    shell.user_ns["country"] = "Chile"
+    captured = run(shell, "--model llama:tiny-random --as res", CELL)
+    result = shell.user_ns["res"]
+    assert len(result.logprobs["ANSWER"]) == 3 and 'data-hole="ANSWER"' in html_of(captured)
 
 
 def test_as_binds_the_result_and_decoder_option(shell):

@@ -76,7 +76,37 @@ def transformers_subject() -> Subject:
     return Subject(backend, greedy, logits, atol=1e-4)
 
 
-SUBJECTS = {"transformers": transformers_subject}
+def llama_subject() -> Subject:
+    """llama.cpp on the tiny-random GGUF; its references come from llama-cpp-python's own
+    ``Llama`` on the same file (greedy ``generate``, and a fresh evaluation for logits)."""
+    pytest.importorskip("llama_cpp")
+    import llama_cpp
+
+    from lmq.runtime.backends.llama_models import load, tiny_random_gguf
+
+    backend = load("llama:tiny-random")
+    own = llama_cpp.Llama(str(tiny_random_gguf()), n_ctx=2048, n_threads=2, flash_attn=True,
+                          verbose=False)
+
+    def greedy(ids: list[int], n: int) -> list[int]:
+        own.reset()
+        out = []
+        for token in own.generate(ids, temp=0.0, top_k=1, reset=True):
+            out.append(token)
+            if len(out) == n:
+                return out
+        return out
+
+    def logits(ids: list[int]) -> torch.Tensor:
+        own.reset()
+        own.eval(ids)
+        pointer = llama_cpp.llama_get_logits_ith(own.ctx, -1)
+        return torch.from_numpy(np.ctypeslib.as_array(pointer, shape=(own.n_vocab(),)).copy())
+
+    return Subject(backend, greedy, logits, atol=5e-2)
+
+
+SUBJECTS = {"transformers": transformers_subject, "llama.cpp": llama_subject}
 
 
 @pytest.fixture(scope="module", params=sorted(SUBJECTS))
