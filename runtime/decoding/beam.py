@@ -14,7 +14,7 @@ import copy
 
 import torch
 
-from lmq.runtime.decoding.choosing import masked, single_threaded
+from lmq.runtime.decoding.choosing import end_logprob, masked, single_threaded
 from lmq.runtime.decoding.loop import Decoding, Row
 
 
@@ -67,10 +67,17 @@ def _proposals(decoding: Decoding, row: Row, logits: torch.Tensor,
     if row.hole is None:  # a distribution: deterministic, one proposal
         return [(-1, 0.0)]
     assert row.runtime is not None
-    scores = masked(row.hole, logits, row.runtime.bank(logits.device))
+    hole, bank = row.hole, row.runtime.bank(logits.device)
+    scores = masked(hole, logits, bank)
     logprobs = scores - torch.logsumexp(logits, dim=-1)
+    options = []
+    if hole.ends_on_leaving():  # ending is one option, with the mass of every way to end
+        eos = torch.from_numpy(hole.eos_ids).to(logprobs.device)
+        logprobs = logprobs.index_fill(0, eos, float("-inf"))
+        options.append((int(hole.eos_ids[0]), end_logprob(hole, logits, bank)))
     top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
-    return [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
+    options += [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
+    return sorted(options, key=lambda option: -option[1])[:width]
 
 
 def _apply(decoding: Decoding, row: Row, token: int, logprob: float, fail_fast: bool) -> None:

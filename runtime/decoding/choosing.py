@@ -133,8 +133,16 @@ def greedy_batch(holes: Sequence[HoleRun], logits: Sequence[torch.Tensor],
         tokens[dense], best[dense] = top[:, 0].cpu(), scores.gather(1, top)[:, 0].cpu()
     logprobs = stacked.gather(1, tokens[:, None].to(stacked.device))[:, 0] \
         - torch.logsumexp(stacked, -1)
-    return [(token, logprob) if ok else None for token, logprob, ok in
-            zip(tokens.tolist(), logprobs.tolist(), torch.isfinite(best).tolist())]
+    picks = [(token, logprob) if ok else None for token, logprob, ok in
+             zip(tokens.tolist(), logprobs.tolist(), torch.isfinite(best).tolist())]
+    ending = [i for i, hole in enumerate(holes) if hole.ends_on_leaving() and picks[i]]
+    if ending:  # the masked choice is the model's own unless its choice leaves the language
+        own = _argmax(stacked[ending]).tolist()
+        for i, choice in zip(ending, own):
+            token = picks[i][0]  # type: ignore[index]
+            if token != choice or token in holes[i].eos_ids:
+                picks[i] = (int(holes[i].eos_ids[0]), end_logprob(holes[i], logits[i], bank))
+    return picks
 
 
 def _few_allowed(hole: HoleRun, device: torch.device) -> np.ndarray | None:
@@ -167,16 +175,59 @@ def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
     log-probability under the unmasked ``logits``. On the CPU, a state allowing at most
     :data:`SPARSE_MAX` tokens decides among their logits alone: the same token as masking
     the row (the cumulative sums :func:`draw` inverts are the same), in a fraction of the
-    time. The hole fails when nothing is allowed."""
+    time. The hole fails when nothing is allowed.
+
+    Where the value is complete (:meth:`HoleRun.ends_on_leaving`), the hole first decides
+    whether it ends: greedily when the model's own choice is no content token it allows,
+    sampling with the probability of those tokens (at the decoder's temperature); the end
+    is end-of-sequence with :func:`end_logprob`. Otherwise it goes on among the content
+    tokens alone."""
+    complete = hole.ends_on_leaving()
+    if complete and _leaves(hole, logits, decoder, rng, bank):
+        return int(hole.eos_ids[0]), end_logprob(hole, logits, bank)
     ids = _few_allowed(hole, logits.device)
+    if ids is not None and complete:
+        ids = ids[~np.isin(ids, hole.eos_ids)]
     columns = None if ids is None else torch.tensor(ids)  # a copy: ids may be read-only
     scores = masked(hole, logits, bank) if columns is None else logits[columns]
+    if columns is None and complete:
+        scores = scores.index_fill(0, torch.from_numpy(hole.eos_ids).to(scores.device),
+                                   float("-inf"))
     if columns is not None and not torch.isfinite(scores).any():
         hole.fail("no token is allowed")
     choice = sample(scores, decoder, rng) if decoder.name == "sample" else \
         int(torch.argmax(scores))
     token = choice if columns is None else int(columns[choice])
     return token, float(logits[token] - torch.logsumexp(logits, dim=-1))
+
+
+def _content(hole: HoleRun, logits: torch.Tensor, bank: MaskBank) -> torch.Tensor:
+    """bool ``[vocab]``: the content tokens the hole allows (end-of-sequence excluded)."""
+    allowed = bank.allowed([hole])
+    mask = torch.ones_like(logits, dtype=torch.bool) if allowed is None else allowed[0].clone()
+    mask[torch.from_numpy(hole.eos_ids).to(mask.device)] = False
+    return mask
+
+
+def _leaves(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
+            rng: torch.Generator | None, bank: MaskBank) -> bool:
+    """Whether the model's choice leaves the hole's language here (see :func:`pick_token`)."""
+    content = _content(hole, logits, bank)
+    if decoder.name != "sample":
+        return not bool(content[int(_argmax(logits[None])[0])])
+    scaled = logits.double() / max(decoder.temperature, 1e-6)
+    stay = float(torch.exp(torch.logsumexp(scaled[content], -1) - torch.logsumexp(scaled, -1)))
+    return float(torch.rand((), generator=rng, dtype=torch.float64)) >= stay
+
+
+def end_logprob(hole: HoleRun, logits: torch.Tensor, bank: MaskBank) -> float:
+    """The log-probability that the value ends here: the unmasked mass of every token that is
+    not a content token the hole allows (end-of-sequence and the tokens that leave the
+    language; at least the probability of the model's own choice when that leaves)."""
+    content = _content(hole, logits, bank)
+    total = torch.logsumexp(logits.double(), -1)
+    leave = torch.logsumexp(torch.where(content, float("-inf"), logits.double()), -1)
+    return float(leave - total)
 
 
 def sample(scores: torch.Tensor, decoder: DecoderSpec, rng: torch.Generator | None) -> int:

@@ -66,6 +66,14 @@ class HoleRun:
         accepting = self.guide is None or self.guide.accepts_value(self.state)
         return accepting and self.spec.count_allows_end(len(self.tokens))
 
+    def ends_on_leaving(self) -> bool:
+        """Whether the hole ends here if the model's choice leaves its constraint's
+        language: a constrained value that is complete (LANGUAGE.md section 4,
+        "Termination"). The decoding loop then ends the hole instead of forcing the model
+        onto a token it did not want (``[N: int]`` ends when the model wants a space after
+        the digits, not at the token budget)."""
+        return self.guide is not None and self.can_end()
+
     def mask(self, vocab_size: int) -> np.ndarray | None:
         """Allowed next tokens as a bool row, or None when every token is allowed."""
         end = self.can_end()
