@@ -26,8 +26,10 @@ print(capital)
 print(repr(capital("France")["A"]))
 print(repr(capital(country="Peru", question="Which river flows through").prompt))
 
-# lmq.F: prompt-string content and a constraint; the call returns the hole's value.
-year = lmq.F("The first moon landing was in [YEAR: int]", "len(TOKENS(YEAR)) < 4",
+# lmq.F: prompt-string content and a constraint; the call returns the hole's value. The
+# integer ends where the model stops writing digits (SmolLM2 writes one digit per token, so
+# a year takes four; the bound only guards against a model that never stops).
+year = lmq.F("The first moon landing was in the year [YEAR: int]", "len(TOKENS(YEAR)) < 8",
              model=MODEL)
 print("year:", year(), type(year()).__name__)
 pick = lmq.F("The best season for {activity} is[S]",
