@@ -49,7 +49,7 @@ SYNTAX_EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("expected a name after 'import'", ("from lmq.stdlib.x import 1\n",)),
     ("expected a module name after 'from'", ('from "x" import y\n', "from 1 import y\n")),
     ("expected a constraint after 'where'", ('"[A]" where\n', '"[A]" where )\n')),
-    ("expected a model after 'from'", ('"[A]" from\n', '"[A]" from where x\n')),
+    ("expected a model after 'from'", ('"[A]" from\n',)),
     ("prefer takes knowledge sources separated by '>': prefer instruction > context", (
         '"[A]" prefer\n', '"[A]" prefer instruction context\n', '"[A]" prefer instruction,\n')),
     ("distribution takes NAME in [VALUES]", (

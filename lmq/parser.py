@@ -41,7 +41,10 @@ class Indenter(lark.lark.PostLex):
     zero width at the end of the previous token, so a statement's span ends at its text.
     """
 
-    always_accept = ("_NEWLINE",)
+    # NAME is lexed in every parser state, so a keyword is only ever a whole identifier:
+    # Lark retypes a NAME that equals a keyword the state accepts, and a state that does
+    # not accept NAME still sees ``input`` as one name (an error) instead of ``in put``.
+    always_accept = ("_NEWLINE", "NAME")
 
     def __init__(self) -> None:
         self.brackets: list[Token] = []
