@@ -24,6 +24,7 @@ from lark import Token, Tree, v_args
 from lark.tree import Meta
 
 from lmq import ir
+from lmq.decoders import LMQL_DECODERS, lmql_decoder_problem
 from lmq.errors import LmqCompileError, Source, Span, did_you_mean
 from lmq.lower_defs import DefinitionLowering, mark_docstrings
 from lmq.lower_expr import literal_parts, transform
@@ -112,7 +113,14 @@ class Lowering(DefinitionLowering):
         return children[-1]
 
     def modern_program(self, meta: Meta, children: list) -> ir.Program:
-        return self._program(tuple(_flatten(children)), None, [])
+        body = tuple(_flatten(children))
+        first = body[0].value if body and isinstance(body[0], ir.ExprStmt) else None
+        if isinstance(first, ir.Call):
+            first = first.func
+        if isinstance(first, ir.Name) and first.id in LMQL_DECODERS:  # read as a decoder
+            message, hint = lmql_decoder_problem(first.id)
+            raise self._syntax_error(message, first, hint)
+        return self._program(body, None, [])
 
     def standard_program(self, meta: Meta, children: list) -> ir.Program:
         decoder, *rest = children

@@ -22,6 +22,7 @@ import re
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from lmq.decoders import LMQL_DECODERS, lmql_decoder_problem
 from lmq.errors import LmqSyntaxError, Source, did_you_mean
 
 DECODERS = ("argmax", "sample", "beam")
@@ -226,6 +227,9 @@ def _unknown_decoder(source: Source, text: str, error: UnexpectedInput) -> LmqSy
     if not (indented_body or same_line_prompt):
         return None
     name = match.group(1)
+    if name in LMQL_DECODERS:
+        message, hint = lmql_decoder_problem(name)
+        return syntax_error(message, source, line_start, len(name), hint)
     hint = did_you_mean(name, DECODERS) or "the decoders are argmax, sample and beam"
     return syntax_error(f"unknown decoder '{name}'", source, line_start, len(name), hint)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import regex
 
+from lmq import ir
 from lmq.errors import LmqLimitError, LmqRuntimeError
 from lmq.limits import Limits
 from lmq.runtime.interpreter import sizes
@@ -87,6 +88,19 @@ def lmql_model(name: Any, *args: Any, **options: Any) -> str:
     if not isinstance(name, str):
         raise LmqRuntimeError(f"lmql.model takes a model name, not {type(name).__name__}")
     return LMQL_MODEL_NAMES.get(name, name)
+
+
+def clause_model(expr: ir.Expr | None) -> str | None:
+    """The model a program's ``from`` clause names without running anything: a string,
+    or LMQL's ``lmql.model("name", ...)``; None for anything else."""
+    if isinstance(expr, ir.Const) and isinstance(expr.value, str):
+        return expr.value
+    if isinstance(expr, ir.Call) and isinstance(expr.func, ir.Attribute) and \
+            expr.func.attr == "model" and isinstance(expr.func.value, ir.Name) and \
+            expr.func.value.id == "lmql" and expr.args and \
+            isinstance(expr.args[0], ir.Const) and isinstance(expr.args[0].value, str):
+        return lmql_model(expr.args[0].value)
+    return None
 
 
 # ------------------------------------------------------------------------ re
