@@ -480,8 +480,9 @@ class ProgramState:
                                        f"'{call.hole.name}'"), frame, hole=call.hole.name)
         else:
             value = "".join(self.prompt_parts[call.prompt_mark:])
+        text = "".join(self.prompt_parts[call.prompt_mark:])
         for decorator in call.hole.decorators:
-            value = self._decorate(decorator, value, frame.scope)
+            value = self._decorate(decorator, value, text, frame.scope)
         self._bind(call.hole, value, frame.scope, [])
         frame.index += 1
 
@@ -517,13 +518,23 @@ class ProgramState:
             raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
                                   f"not a valid {kind}", request.hole.span) from None
         for decorator in request.hole.decorators:
-            value = self._decorate(decorator, value, scope)
+            value = self._decorate(decorator, value, text, scope)
         return value
 
-    def _decorate(self, decorator: ir.Expr, value: Any, scope: Scope) -> Any:
-        call = ir.Call(decorator, (ir.Name("_value"),), span=decorator.span)
-        inner = Scope({"_value": value}, scope, scope.names)
-        return self.evaluator.evaluate(call, inner)
+    def _decorate(self, decorator: ir.Expr, value: Any, text: str, scope: Scope) -> Any:
+        """``decorator(value)``; a ``def`` of two or three parameters gets LMQL's
+        ``(value, prompt_value, context)`` and may return ``(value, prompt_value)`` (the
+        prompt keeps the generated text either way)."""
+        function = self.evaluator.evaluate(decorator, scope)
+        wide = isinstance(function, UserFunction) and len(function.params) >= 2
+        names = ("_value", "_text", "_context")[:min(len(function.params), 3) if wide else 1]
+        inner = Scope({"_decorator": function, "_value": value, "_text": text,
+                       "_context": self.names["context"]}, scope, scope.names)
+        call = ir.Call(ir.Name("_decorator", span=decorator.span),
+                       tuple(ir.Name(name, span=decorator.span) for name in names),
+                       span=decorator.span)
+        result = self.evaluator.evaluate(call, inner)
+        return result[0] if wide and isinstance(result, tuple) and len(result) == 2 else result
 
     def _bind(self, hole: ir.Hole, value: Any, scope: Scope, logprobs: list[float]) -> None:
         sizes.check_extent(value, self.limits, f"the value of hole '{hole.name}'")

@@ -63,6 +63,12 @@ class Record(Namespace):
         super().__init__(record_type.name, values)
         self.type = record_type
 
+    def __getattr__(self, name: str) -> Any:  # for the host: result["P"].name
+        fields = self.__dict__.get("attributes", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(name)
+
     def as_dict(self) -> dict[str, Any]:
         return {name: _plain(value) for name, value in self.attributes.items()}
 
