@@ -206,7 +206,7 @@ class _Checker:
                 self.name(query, scope, called=True)
                 self.query_call(query, (), (), scope)
             else:
-                self.expr(query, scope)
+                self.call(query, scope, in_hole=True)
 
     def assign(self, stmt: ir.Assign, scope: _Scope) -> None:
         self.expr(stmt.value, scope)
@@ -293,13 +293,7 @@ class _Checker:
         if isinstance(node, ir.Name):
             self.name(node, scope)
         elif isinstance(node, ir.Call):
-            if isinstance(node.func, ir.Name):
-                self.name(node.func, scope, called=True)
-                self.query_call(node.func, node.args, node.keywords, scope)
-            else:
-                self.expr(node.func, scope)
-            for argument in node.args + tuple(k.value for k in node.keywords):
-                self.expr(argument, scope)
+            self.call(node, scope)
         elif isinstance(node, ir.Attribute):
             if node.attr.startswith("_"):
                 raise self.error(f"'{node.attr}' is not available in lmq programs (sandbox)",
@@ -318,6 +312,19 @@ class _Checker:
             for child in children(node):
                 self.expr(child, scope)
 
+    def call(self, node: ir.Call, scope: _Scope, in_hole: bool = False) -> None:
+        """A call; of a query the program defines only as a hole's query."""
+        if isinstance(node.func, ir.Name):
+            self.name(node.func, scope, called=True)
+            if self.query_call(node.func, node.args, node.keywords, scope) and not in_hole:
+                raise self.error(f"the query '{node.func.id}' is called in an expression",
+                                 node, f"a nested query fills a hole: "
+                                 f"\"[X: {node.func.id}(...)]\"")
+        else:
+            self.expr(node.func, scope)
+        for argument in node.args + tuple(k.value for k in node.keywords):
+            self.expr(argument, scope)
+
     def comprehension_(self, node: ir.Comprehension, scope: _Scope) -> None:
         self.expr(node.generators[0].iter, scope)
         local: set[str] = set()
@@ -335,11 +342,11 @@ class _Checker:
         self.comprehension.pop()
 
     def query_call(self, function: ir.Name, args: tuple, keywords: tuple,
-                   scope: _Scope) -> None:
-        """Arguments of a call of a query the program defines."""
+                   scope: _Scope) -> bool:
+        """Arguments of a call of a query the program defines; whether it is one."""
         query = self.visiblequery_defs(scope).get(function.id)
         if query is None or function.id in scope.bound - set(self.visiblequery_defs(scope)):
-            return
+            return False
         params = query.params
         given = list(params[:len(args)])
         where = function if not args and not keywords else (args + keywords)[-1]
@@ -358,6 +365,7 @@ class _Checker:
         if missing:
             raise self.error(f"query '{query.name}' needs the argument"
                              f"{'s' * (len(missing) > 1)} {', '.join(missing)}", where)
+        return True
 
     # ------------------------------------------------------------ constraints
 
