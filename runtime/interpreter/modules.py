@@ -106,6 +106,9 @@ def clause_model(expr: ir.Expr | None) -> str | None:
 # ------------------------------------------------------------------------ re
 
 
+_COMPILED = type(regex.compile(""))
+
+
 @functools.lru_cache(maxsize=256)
 def _compiled(pattern: str, flags: int) -> Any:
     try:
@@ -126,6 +129,8 @@ class _Re:
         return Namespace("re", {**functions, **RE_FLAGS})
 
     def _pattern(self, pattern: Any, flags: int = 0) -> Any:
+        if isinstance(pattern, _COMPILED):  # a method of a compiled pattern
+            return pattern
         if isinstance(pattern, Namespace) and pattern.kind == "pattern":
             return pattern.attributes["_compiled"]
         if not isinstance(pattern, str) or not isinstance(flags, int):
