@@ -205,7 +205,7 @@ class _Checker:
             if isinstance(query, ir.Name):
                 self.name(query, scope, called=True)
                 self.query_call(query, (), (), scope)
-            else:
+            elif isinstance(query, ir.Call):
                 self.call(query, scope, in_hole=True)
 
     def assign(self, stmt: ir.Assign, scope: _Scope) -> None:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lmq import ir
-from lmq.errors import LmqRuntimeError
 from lmq.runtime.interpreter.evaluate import Scope
-from lmq.runtime.interpreter.namespaces import ProgramCallable
+from lmq.runtime.interpreter.namespaces import ProgramCallable, bind_call
 
 
 class Machine(Protocol):
@@ -49,23 +48,8 @@ class UserFunction(ProgramCallable):
     def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         """The parameters' values for a call (Python's rules for positional, keyword and
         default arguments)."""
-        names = [param.name for param in self.params]
-        if len(args) > len(names):
-            raise LmqRuntimeError(f"{self.name}() takes {len(names)} argument"
-                                  f"{'s' * (len(names) != 1)}, got {len(args)}")
-        bound = dict(zip(names, args))
-        for name, value in kwargs.items():
-            if name not in names:
-                raise LmqRuntimeError(f"{self.name}() has no parameter '{name}'")
-            if name in bound:
-                raise LmqRuntimeError(f"{self.name}() got '{name}' twice")
-            bound[name] = value
-        for name in names:
-            if name not in bound:
-                if name not in self.defaults:
-                    raise LmqRuntimeError(f"{self.name}() is missing the argument '{name}'")
-                bound[name] = self.defaults[name]
-        return bound
+        return bind_call(self.name, [param.name for param in self.params], args, kwargs,
+                         self.defaults)
 
     def __repr__(self) -> str:
         return f"<function {self.name}>"

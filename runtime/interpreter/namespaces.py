@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lmq.errors import LmqSandboxError, did_you_mean
+from lmq.errors import LmqRuntimeError, LmqSandboxError, did_you_mean
 
 
 class ProgramCallable:
@@ -62,3 +62,23 @@ class Namespace:
     def __repr__(self) -> str:
         return f"<{self.kind} '{self.name}'>"
 
+
+
+def bind_call(owner: str, names: list[str], args: tuple, kwargs: dict,
+              defaults: Mapping[str, Any], what: str = "argument") -> dict[str, Any]:
+    """The values of ``names`` for the call ``owner(*args, **kwargs)`` (Python's rules for
+    positional, keyword and default arguments); ``what`` names them in messages."""
+    if len(args) > len(names):
+        raise LmqRuntimeError(f"{owner}() takes {len(names)} {what}"
+                              f"{'s' * (len(names) != 1)}, got {len(args)}")
+    bound = dict(zip(names, args))
+    for name, value in kwargs.items():
+        if name not in names or name in bound:
+            raise LmqRuntimeError(f"{owner}() got an unexpected or repeated {what} '{name}'")
+        bound[name] = value
+    for name in names:
+        if name not in bound:
+            if name not in defaults:
+                raise LmqRuntimeError(f"{owner}() is missing the {what} '{name}'")
+            bound[name] = defaults[name]
+    return bound

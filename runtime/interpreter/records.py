@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Union
 
-from lmq.errors import LmqRuntimeError
-from lmq.runtime.interpreter.namespaces import Namespace, ProgramCallable
+from lmq.runtime.interpreter.namespaces import Namespace, ProgramCallable, bind_call
 
 SCALARS = {"str": ("string", str), "int": ("integer", int), "float": ("number", float),
            "bool": ("boolean", bool)}
@@ -32,21 +31,9 @@ class RecordType(ProgramCallable):
         self.schema = _schema(self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Record:
-        names = [name for name, _ in self.fields]
-        if len(args) > len(names):
-            raise LmqRuntimeError(f"{self.name}() takes {len(names)} fields, got {len(args)}")
-        values = dict(zip(names, args))
-        for name, value in kwargs.items():
-            if name not in names or name in values:
-                raise LmqRuntimeError(f"{self.name}() got an unexpected or repeated field "
-                                      f"'{name}'")
-            values[name] = value
-        for name in names:
-            if name not in values:
-                if name not in self.defaults:
-                    raise LmqRuntimeError(f"{self.name}() is missing the field '{name}'")
-                values[name] = self.defaults[name]
-        return Record(self, {name: values[name] for name in names})
+        values = bind_call(self.name, [name for name, _ in self.fields], args, kwargs,
+                           self.defaults, "field")
+        return Record(self, values)
 
     def from_json(self, data: Any) -> Record:
         """The record a decoded JSON object stands for (nested records included)."""
