@@ -266,12 +266,9 @@ class _Checker:
     def visiblequery_defs(self, scope: _Scope) -> dict[str, ir.QueryDef]:
         return {**self.top.queries, **scope.queries}
 
-    def resolves(self, name: str, scope: _Scope, runtime: bool = True) -> bool:
-        """Whether ``name`` is defined where ``scope`` reads it (LMQL's runtime names
-        count unless ``runtime`` is False)."""
+    def resolves(self, name: str, scope: _Scope) -> bool:
         return (any(name in names for names in self.comprehension) or name in scope.bound
-                or name in self.top.bound or name in ALLOWED_BUILTINS
-                or (runtime and name in checks_defs.RUNTIME_NAMES))
+                or name in self.top.bound or name in ALLOWED_BUILTINS)
 
     def visible(self, scope: _Scope) -> set[str]:
         return scope.bound | self.top.bound | set(self.free) | ALLOWED_BUILTINS
@@ -302,8 +299,8 @@ class _Checker:
                 raise self.error(f"'.{node.attr}' is not available in lmq programs (sandbox)",
                                  node, "use an f-string or {expr:spec} to format",
                                  sandbox=True)
-            checks_defs.attribute(self, node, scope)
-            self.expr(node.value, scope)
+            if not checks_defs.attribute(self, node, scope):
+                self.expr(node.value, scope)
         elif isinstance(node, ir.Lambda):
             checks_defs.lambda_(self, node, scope)
         elif isinstance(node, ir.Comprehension):

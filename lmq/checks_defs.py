@@ -8,8 +8,9 @@
 * imports: ``lmq.stdlib`` modules, and the lmq-owned modules of
   :mod:`lmq.runtime.interpreter.modules` (``re``, ``json``, ``math``, ``lmql``, ``typing``,
   ``dataclasses``), each only with the names it exports;
-* LMQL's runtime names ``lmql`` and ``context`` are always defined, with only the
-  attributes lmq gives them; a free name whose attribute no plain value has
+* LMQL's runtime names ``lmql`` and ``context`` are defined where their attributes are
+  read, with only the attributes lmq gives them (a plain ``context`` is a parameter, as
+  lmq's knowledge building blocks use it); a free name whose attribute no plain value has
   (``ctx.prompt``) can never be a parameter, which is an error here, not at run time.
 """
 
@@ -131,17 +132,21 @@ def import_(checker: _Checker, stmt: ir.Import, scope: _Scope) -> None:
             checker.imports[alias] = (module, name)
 
 
-def attribute(checker: _Checker, node: ir.Attribute, scope: _Scope) -> None:
-    """``name.attr`` where ``name`` is LMQL's runtime name or a free name."""
+def attribute(checker: _Checker, node: ir.Attribute, scope: _Scope) -> bool:
+    """``name.attr`` where ``name`` is a free name: LMQL's runtime name (``context.prompt``:
+    True, the name is not a parameter), or one whose attribute no plain value has (an
+    error). A plain ``context`` (no attribute) is a parameter like any free name."""
     value = node.value
-    if not isinstance(value, ir.Name) or checker.resolves(value.id, scope, runtime=False):
-        return
+    if not isinstance(value, ir.Name) or checker.resolves(value.id, scope):
+        return False
     name = value.id
     if name in RUNTIME_NAMES:
         if node.attr not in RUNTIME_ATTRIBUTES[name]:
             raise checker.error(f"'{name}.{node.attr}' is not available in lmq programs",
                                 node, RUNTIME_HINTS[name])
-    elif node.attr not in BASIC_ATTRIBUTES:
+        return True
+    if node.attr not in BASIC_ATTRIBUTES:
         raise checker.error(f"'{name}' is not defined, and it cannot be a parameter: no "
                             f"plain value has the attribute '.{node.attr}'", value,
                             did_you_mean(name, checker.visible(scope) - {name}))
+    return False

@@ -528,9 +528,10 @@ class ProgramState:
         function = self.evaluator.evaluate(decorator, scope)
         wide = isinstance(function, UserFunction) and len(function.params) >= 2
         names = ("_value", "_text", "_context")[:min(len(function.params), 3) if wide else 1]
-        inner = Scope({"_decorator": function, "_value": value, "_text": text,
+        callee = decorator.id if isinstance(decorator, ir.Name) else "_decorator"  # messages
+        inner = Scope({callee: function, "_value": value, "_text": text,
                        "_context": self.names["context"]}, scope, scope.names)
-        call = ir.Call(ir.Name("_decorator", span=decorator.span),
+        call = ir.Call(ir.Name(callee, span=decorator.span),
                        tuple(ir.Name(name, span=decorator.span) for name in names),
                        span=decorator.span)
         result = self.evaluator.evaluate(call, inner)
