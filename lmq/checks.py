@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from lmq import ir
+from lmq import checks_defs, ir
 from lmq.checks_atoms import check_atom, check_pattern
 from lmq.decoders import DecoderSpec, NotConstant, constant_value, decoder_spec
 from lmq.emptiness import check_not_empty
@@ -45,7 +45,6 @@ ALLOWED_BUILTINS = frozenset((
     "reversed abs round any all print repr isinstance").split())
 FORBIDDEN_BUILTINS = frozenset(dir(builtins)) - ALLOWED_BUILTINS
 FORBIDDEN_ATTRIBUTES = ("format", "format_map")
-STDLIB = "lmq.stdlib."
 
 
 @dataclass(frozen=True)
@@ -89,17 +88,19 @@ def check(program: ir.Program) -> CheckedProgram:
 
 @dataclass
 class _Scope:
-    name: str | None  # the query's name; None for the program
+    name: str | None  # the query's or function's name; None for the program
     bound: set[str]
     queries: dict[str, ir.QueryDef]
     loops: int = 0
+    kind: str = "query"  # "program", "query" or "function"
 
 
 class _Checker:
     def __init__(self, program: ir.Program) -> None:
         self.program = program
         self.source = program.source
-        self.top = _Scope(None, bound_names(program.body), {})
+        self.top = _Scope(None, bound_names(program.body), {}, kind="program")
+        self.records: set[str] = set()  # record types defined so far
         self.free: dict[str, bool] = {}  # name -> only ever called (insertion = first use)
         self.pending: list[tuple[ir.Name, _Scope]] = []  # unknown names inside queries
         self.comprehension: list[set[str]] = []
@@ -108,7 +109,9 @@ class _Checker:
             ir.Prompt: self.prompt, ir.Assign: self.assign, ir.AugAssign: self.augassign,
             ir.For: self.for_, ir.While: self.loop, ir.If: self.if_,
             ir.Break: self.jump, ir.Continue: self.jump, ir.QueryDef: self.query,
-            ir.Import: self.import_,
+            ir.Import: lambda stmt, scope: checks_defs.import_(self, stmt, scope),
+            ir.FunctionDef: lambda stmt, scope: checks_defs.function_def(self, stmt, scope),
+            ir.RecordDef: lambda stmt, scope: checks_defs.record_def(self, stmt, scope),
         }
 
     def error(self, message: str, where: ir.Node | Span, hint: str | None = None,
@@ -138,9 +141,8 @@ class _Checker:
                 self.expr(option.value, self.top)
         for name, scope in self.pending:
             if name.id not in self.free and name.id not in self.top.bound:
-                visible = scope.bound | self.top.bound | set(self.free) | ALLOWED_BUILTINS
-                raise self.error(f"unknown name '{name.id}' in query '{scope.name}'", name,
-                                 did_you_mean(name.id, visible))
+                raise self.error(f"unknown name '{name.id}' in {scope.kind} '{scope.name}'",
+                                 name, did_you_mean(name.id, self.visible(scope)))
         params = tuple(name for name, called in self.free.items() if not called)
         tools = tuple(name for name, called in self.free.items() if called)
         return CheckedProgram(program, decoder, params, tools, tuple(dict.fromkeys(holes)),
@@ -159,6 +161,7 @@ class _Checker:
                     self.expr(child, scope)
 
     def prompt(self, stmt: ir.Prompt, scope: _Scope) -> None:
+        checks_defs.not_in_function(self, stmt, scope)
         for part in stmt.parts:
             if isinstance(part, ir.Interp):
                 self.expr(part.value, scope)
@@ -185,6 +188,8 @@ class _Checker:
             check_pattern(self, hole.regex, hole.span.start + (match.end() if match else 0),
                           hole)
         query = hole.query
+        if isinstance(query, ir.Name) and query.id in self.records:
+            return  # a record type: the hole decodes JSON of its fields
         if query is not None:
             function = query.func if isinstance(query, ir.Call) else query
             if isinstance(function, ir.Name) and function.id not in self.visiblequery_defs(scope):
@@ -192,15 +197,16 @@ class _Checker:
                 self.private(name, function)
                 if name in ALLOWED_BUILTINS or name in FORBIDDEN_BUILTINS:
                     raise self.error(f"'{name}' is not a hole type or a query", function,
-                                     "the hole types are int, float and bool")
+                                     "the hole types are int, float, bool, str and "
+                                     "@dataclass records")
                 hint = did_you_mean(name, self.visiblequery_defs(scope))
                 if hint is not None and not self.resolves(name, scope):
                     raise self.error(f"unknown query '{name}'", function, hint)
             if isinstance(query, ir.Name):
                 self.name(query, scope, called=True)
                 self.query_call(query, (), (), scope)
-            else:
-                self.expr(query, scope)
+            elif isinstance(query, ir.Call):
+                self.call(query, scope, in_hole=True)
 
     def assign(self, stmt: ir.Assign, scope: _Scope) -> None:
         self.expr(stmt.value, scope)
@@ -250,22 +256,6 @@ class _Checker:
                        {q.name: q for q in query_defs(stmt.body)})
         self.block(stmt.body, inner)
 
-    def import_(self, stmt: ir.Import, scope: _Scope) -> None:
-        module = stmt.module
-        if not stmt.names:
-            raise self.error(f"'import {module}' is not allowed in lmq programs (sandbox)",
-                             stmt, "write: from lmq.stdlib.MODULE import NAME",
-                             sandbox=True)
-        if not module.startswith(STDLIB) or module.count(".") != 2:
-            raise self.error(f"importing from '{module}' is not allowed in lmq programs "
-                             "(sandbox)", stmt, "only lmq.stdlib modules can be imported: "
-                             "from lmq.stdlib.MODULE import NAME", sandbox=True)
-        for name, alias in stmt.names:
-            self.private(name, stmt)
-            self.private(alias, stmt)
-            if scope is self.top:
-                self.imports[alias] = (module, name)
-
     # ------------------------------------------------------------ expressions
 
     def private(self, name: str, where: ir.Node) -> None:
@@ -279,6 +269,9 @@ class _Checker:
     def resolves(self, name: str, scope: _Scope) -> bool:
         return (any(name in names for names in self.comprehension) or name in scope.bound
                 or name in self.top.bound or name in ALLOWED_BUILTINS)
+
+    def visible(self, scope: _Scope) -> set[str]:
+        return scope.bound | self.top.bound | set(self.free) | ALLOWED_BUILTINS
 
     def name(self, node: ir.Name, scope: _Scope, called: bool = False) -> None:
         name = node.id
@@ -297,13 +290,7 @@ class _Checker:
         if isinstance(node, ir.Name):
             self.name(node, scope)
         elif isinstance(node, ir.Call):
-            if isinstance(node.func, ir.Name):
-                self.name(node.func, scope, called=True)
-                self.query_call(node.func, node.args, node.keywords, scope)
-            else:
-                self.expr(node.func, scope)
-            for argument in node.args + tuple(k.value for k in node.keywords):
-                self.expr(argument, scope)
+            self.call(node, scope)
         elif isinstance(node, ir.Attribute):
             if node.attr.startswith("_"):
                 raise self.error(f"'{node.attr}' is not available in lmq programs (sandbox)",
@@ -312,12 +299,28 @@ class _Checker:
                 raise self.error(f"'.{node.attr}' is not available in lmq programs (sandbox)",
                                  node, "use an f-string or {expr:spec} to format",
                                  sandbox=True)
-            self.expr(node.value, scope)
+            if not checks_defs.attribute(self, node, scope):
+                self.expr(node.value, scope)
+        elif isinstance(node, ir.Lambda):
+            checks_defs.lambda_(self, node, scope)
         elif isinstance(node, ir.Comprehension):
             self.comprehension_(node, scope)
         else:
             for child in children(node):
                 self.expr(child, scope)
+
+    def call(self, node: ir.Call, scope: _Scope, in_hole: bool = False) -> None:
+        """A call; of a query the program defines only as a hole's query."""
+        if isinstance(node.func, ir.Name):
+            self.name(node.func, scope, called=True)
+            if self.query_call(node.func, node.args, node.keywords, scope) and not in_hole:
+                raise self.error(f"the query '{node.func.id}' is called in an expression",
+                                 node, f"a nested query fills a hole: "
+                                 f"\"[X: {node.func.id}(...)]\"")
+        else:
+            self.expr(node.func, scope)
+        for argument in node.args + tuple(k.value for k in node.keywords):
+            self.expr(argument, scope)
 
     def comprehension_(self, node: ir.Comprehension, scope: _Scope) -> None:
         self.expr(node.generators[0].iter, scope)
@@ -336,11 +339,11 @@ class _Checker:
         self.comprehension.pop()
 
     def query_call(self, function: ir.Name, args: tuple, keywords: tuple,
-                   scope: _Scope) -> None:
-        """Arguments of a call of a query the program defines."""
+                   scope: _Scope) -> bool:
+        """Arguments of a call of a query the program defines; whether it is one."""
         query = self.visiblequery_defs(scope).get(function.id)
         if query is None or function.id in scope.bound - set(self.visiblequery_defs(scope)):
-            return
+            return False
         params = query.params
         given = list(params[:len(args)])
         where = function if not args and not keywords else (args + keywords)[-1]
@@ -354,10 +357,12 @@ class _Checker:
             if keyword.name in given:
                 raise self.error(f"argument '{keyword.name}' given twice", keyword)
             given.append(keyword.name)
-        missing = [p for p in params if p not in given]
+        missing = [p for p in params if p not in given
+                   and all(d.name != p for d in query.defaults)]
         if missing:
             raise self.error(f"query '{query.name}' needs the argument"
                              f"{'s' * (len(missing) > 1)} {', '.join(missing)}", where)
+        return True
 
     # ------------------------------------------------------------ constraints
 

@@ -41,6 +41,20 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "beam": ("n", "max_len", "max_tokens", "seed"),
 }
 DEFAULT_N = {"argmax": 1, "sample": 1, "beam": 2}
+# LMQL's runtime options: they tune its API clients, caches and logging, which lmq does
+# not have; accepted (as constants) and without effect. argmax's ``n`` is LMQL's too:
+# greedy decoding has one result however many rows run it.
+NO_OP_OPTIONS = ("chunksize", "cache", "verbose", "chunk_timeout", "openai_nonstop",
+                 "openai_chunksize", "step_budget")
+# LMQL's decoders that LMQL itself marks experimental and does not define exactly.
+LMQL_DECODERS = ("beam_var", "var", "best_k", "beam_sample")
+
+
+def lmql_decoder_problem(name: str) -> tuple[str, str]:
+    """The message and hint for one of :data:`LMQL_DECODERS`."""
+    return (f"the decoder '{name}' is not available in lmq: LMQL marks it experimental and "
+            "does not define what it computes", "beam(n=...) is beam search over the whole "
+            "program; sample(n=...) draws independent samples")
 
 
 def _positive_int(value: Any) -> bool:
@@ -108,6 +122,13 @@ def decoder_spec(decoder: ir.Decoder | None,
                               f"arguments ({', '.join(parameters)})", extra.span)
     named = [(parameter, arg, arg.span) for parameter, arg in zip(parameters, decoder.args)]
     for keyword in decoder.keywords:
+        if keyword.name in NO_OP_OPTIONS or (name == "argmax" and keyword.name == "n"):
+            try:
+                evaluate_const(keyword.value)
+            except Exception:  # noqa: BLE001 - as below
+                raise LmqCompileError(f"the argument '{keyword.name}' of decoder '{name}' "
+                                      "must be a constant", keyword.value.span) from None
+            continue
         if keyword.name not in parameters:
             raise LmqCompileError(
                 f"unknown argument '{keyword.name}' for decoder '{name}'", keyword.span,

@@ -2,7 +2,7 @@
 
 Every error is an :class:`LmqError`. Errors about the program text carry a :class:`Span`
 and render as ``file:line:column: error: message`` followed by the source line and a
-caret under the offending text (LANGUAGE.md section 13).
+caret under the offending text (LANGUAGE.md section 14).
 """
 
 from __future__ import annotations

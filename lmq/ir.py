@@ -7,7 +7,8 @@ one Lark ``Transformer`` (``lmq.lower``); later passes (``lmq.checks``) only rea
     Program  = decoder: Decoder?  body: Stmt*  model: Expr?  where: Constraint?
                distribution: Distribution?  prefer: Prefer?  source: Source
 
-    Stmt     = Prompt(parts: Part*, where: Constraint?, model: Expr?, prefer: Prefer?)
+    Stmt     = Prompt(parts: Part*, where: Constraint?, model: Expr?, prefer: Prefer?,
+                      distribution: Distribution?)
              | Assign(targets: Target+, value: Expr)      # a = b = v; targets may be tuples
              | AugAssign(target: Target, op: str, value: Expr)
              | ExprStmt(value: Expr)
@@ -15,8 +16,11 @@ one Lark ``Transformer`` (``lmq.lower``); later passes (``lmq.checks``) only rea
              | For(target: Target, iter: Expr, body: Stmt*)
              | While(test: Expr, body: Stmt*)
              | Break | Continue | Pass | Return(value: Expr?)
-             | QueryDef(name: str, params: str*, body: Stmt*)
-             | Import(module: str, names: (name, alias)*)   # module is "lmq.stdlib.X"
+             | QueryDef(name: str, params: str*, body: Stmt*, defaults: Keyword*)
+             | FunctionDef(name: str, params: Param*, body: Stmt*)   # def: no prompts
+             | RecordDef(name: str, fields: RecordField*)   # @dataclass class
+             | Assert(test: Expr, message: Expr?)
+             | Import(module: str, names: (name, alias)*)   # lmq.stdlib.X, re, json, ...
 
     Part     = Text(text)                                  # escapes already resolved
              | Interp(value: Expr, spec: str?)             # {expr} / {expr:spec}
@@ -31,6 +35,11 @@ one Lark ``Transformer`` (``lmq.lower``); later passes (``lmq.checks``) only rea
              | BoolOp(op: "and"|"or", values) | Compare(left, ops, comparators)
              | Call(func, args, keywords: Keyword*) | Attribute(value, attr)
              | Subscript(value, index) | Slice(lower?, upper?, step?)
+             | Lambda(params: Param*, body: Expr)
+
+    Param    = (name, default: Expr?)
+    RecordField = (name, type: FieldType, default: Expr?)
+    FieldType = (name: "str"|"int"|"float"|"bool"|"list"|a record's name, item: FieldType?)
 
     Constraint = And(items) | Or(items) | Not(item) | Atom(kind, hole, op?, args, keywords)
 
@@ -185,8 +194,21 @@ class Slice(Node):
     step: Expr | None = None
 
 
+@dataclass(frozen=True)
+class Param(Node):
+    name: str
+    default: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Lambda(Node):
+    params: tuple[Param, ...]
+    body: Expr
+
+
 Expr = Union[Name, Const, FString, ListExpr, TupleExpr, SetExpr, DictExpr, Comprehension,
-             IfExp, BinOp, UnaryOp, BoolOp, Compare, Call, Attribute, Subscript, Slice]
+             IfExp, BinOp, UnaryOp, BoolOp, Compare, Call, Attribute, Subscript, Slice,
+             Lambda]
 Target = Union[Name, TupleExpr, Subscript]
 
 
@@ -249,6 +271,12 @@ Part = Union[Text, Interp, Hole, Tag]
 
 
 @dataclass(frozen=True)
+class Distribution(Node):
+    hole: str
+    values: Expr
+
+
+@dataclass(frozen=True)
 class Prefer(Node):
     order: tuple[str, ...]  # e.g. ("instruction", "context", "parametric")
     options: tuple[Keyword, ...] = ()  # with mode="cascade", strength=1.0
@@ -260,6 +288,7 @@ class Prompt(Node):
     where: Constraint | None = None
     model: Expr | None = None
     prefer: Prefer | None = None
+    distribution: Distribution | None = None  # inline: a hole of this statement
 
 
 @dataclass(frozen=True)
@@ -325,16 +354,55 @@ class QueryDef(Node):
     name: str
     params: tuple[str, ...]
     body: tuple[Stmt, ...]
+    defaults: tuple[Keyword, ...] = ()  # values of parameters a call may leave out
+
+
+@dataclass(frozen=True)
+class FunctionDef(Node):
+    """``def NAME(params): body``: a function run by the interpreter; its body has no
+    prompt statements (checked), so a call never waits for the model."""
+
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class FieldType(Node):
+    name: str  # str int float bool list, or the name of a record defined before
+    item: FieldType | None = None  # the item type of a list
+
+
+@dataclass(frozen=True)
+class RecordField(Node):
+    name: str
+    type: FieldType
+    default: Expr | None = None
+
+
+@dataclass(frozen=True)
+class RecordDef(Node):
+    """``@dataclass class NAME: fields``: a record type, usable as a hole type."""
+
+    name: str
+    fields: tuple[RecordField, ...]
+
+
+@dataclass(frozen=True)
+class Assert(Node):
+    test: Expr
+    message: Expr | None = None
 
 
 @dataclass(frozen=True)
 class Import(Node):
     module: str
     names: tuple[tuple[str, str], ...]  # (name, alias); alias == name when absent
+    alias: str | None = None  # ``import module [as alias]`` (names is empty)
 
 
 Stmt = Union[Prompt, Assign, AugAssign, ExprStmt, If, For, While, Break, Continue, Pass,
-             Return, QueryDef, Import]
+             Return, QueryDef, FunctionDef, RecordDef, Assert, Import]
 
 
 # ---------------------------------------------------------------- program
@@ -345,12 +413,6 @@ class Decoder(Node):
     name: str  # argmax | sample | beam (unknown names are rejected by the checks)
     args: tuple[Expr, ...] = ()
     keywords: tuple[Keyword, ...] = ()
-
-
-@dataclass(frozen=True)
-class Distribution(Node):
-    hole: str
-    values: Expr
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,17 @@ from lark import Token, Tree, v_args
 from lark.tree import Meta
 
 from lmq import ir
+from lmq.decoders import LMQL_DECODERS, lmql_decoder_problem
 from lmq.errors import LmqCompileError, Source, Span, did_you_mean
-from lmq.lower_expr import ExpressionLowering, literal_parts, transform
+from lmq.lower_defs import DefinitionLowering, mark_docstrings
+from lmq.lower_expr import literal_parts, transform
 from lmq.lower_where import to_constraint
 from lmq.parser import parse, parse_body
 
 CLAUSE_ORDER = ("from", "where", "distribution", "prefer")
 TAGS = ("system", "user", "assistant", "instruction", "context")
 KNOWLEDGE_TAGS = ("instruction", "context")
-HOLE_TYPES = ("int", "float", "bool")
+HOLE_TYPES = ("int", "float", "bool", "str")  # str: any text, as without a type
 KNOWLEDGE_SOURCES = ("instruction", "context", "parametric")
 PREFER_OPTIONS = ("mode", "strength", "margin", "sentinel", "plausibility")
 PREFER_MODES = ("contrastive", "prompt", "cascade")  # run by lmq.runtime.decoding.prefer
@@ -85,11 +87,13 @@ def program_holes(body: Iterable[ir.Stmt]) -> list[str]:
 
 
 @v_args(meta=True)
-class Lowering(ExpressionLowering):
-    """Program, statement and prompt-string rules of ``grammar/lmq.lark``."""
+class Lowering(DefinitionLowering):
+    """Program, statement and prompt-string rules of ``grammar/lmq.lark`` (definitions:
+    :mod:`lmq.lower_defs`, expressions: :mod:`lmq.lower_expr`)."""
 
     def __init__(self, source: Source, offset: int = 0) -> None:
         super().__init__(source, offset)
+        self._defs_init()
         # Inline clauses of each prompt statement, by id, for a one-line program that
         # makes them the program's clauses.
         self._inline_clauses: dict[int, list[_Clause]] = {}
@@ -109,7 +113,14 @@ class Lowering(ExpressionLowering):
         return children[-1]
 
     def modern_program(self, meta: Meta, children: list) -> ir.Program:
-        return self._program(tuple(_flatten(children)), None, [])
+        body = tuple(_flatten(children))
+        first = body[0].value if body and isinstance(body[0], ir.ExprStmt) else None
+        if isinstance(first, ir.Call):
+            first = first.func
+        if isinstance(first, ir.Name) and first.id in LMQL_DECODERS:  # read as a decoder
+            message, hint = lmql_decoder_problem(first.id)
+            raise self._syntax_error(message, first, hint)
+        return self._program(body, None, [])
 
     def standard_program(self, meta: Meta, children: list) -> ir.Program:
         decoder, *rest = children
@@ -124,6 +135,11 @@ class Lowering(ExpressionLowering):
             else:
                 body.extend(_flatten([child]))
         return self._program(tuple(body), decoder, clauses)
+
+    def unindented_program(self, meta: Meta, children: list) -> ir.Program:
+        """LMQL's decoder line over statements at column 1 (no clauses)."""
+        decoder, *body = children
+        return self._program(tuple(_flatten(body)), decoder, [])
 
     def oneline_body(self, meta: Meta, children: list) -> _OneLine:
         """``argmax "..." from M where C``: the clauses are the program's."""
@@ -161,7 +177,7 @@ class Lowering(ExpressionLowering):
     def decoder(self, meta: Meta, children: list) -> ir.Decoder:
         name, arguments = children
         args, keywords = arguments if arguments is not None else ((), ())
-        return ir.Decoder(str(name), args, keywords, span=self._span(meta))
+        return ir.Decoder(str(name).lower(), args, keywords, span=self._span(meta))
 
     def decoder_name(self, meta: Meta, children: list) -> Token:
         return children[0]
@@ -180,6 +196,7 @@ class Lowering(ExpressionLowering):
 
     inline_from = model_clause
     inline_where = where_clause
+    inline_distribution = distribution_clause
     inline_prefer = prefer_clause
 
     def distribution(self, meta: Meta, children: list) -> ir.Distribution:
@@ -213,7 +230,7 @@ class Lowering(ExpressionLowering):
     # ------------------------------------------------------------ prompt statements
 
     def prompt_stmt(self, meta: Meta, children: list) -> ir.Prompt:
-        literal, model, where, prefer = children
+        literal, model, where, distribution, prefer = children
         parts: list[ir.Part] = []
         for token in self.literals.pop(id(literal)):
             prefix, _, start, end = literal_parts(str(token))
@@ -228,9 +245,16 @@ class Lowering(ExpressionLowering):
         constraint = None
         if where is not None:
             constraint = to_constraint(where.value, holes, self.source, "statement")
+        if distribution is not None and (not holes or holes[-1] != distribution.value.hole):
+            last = f" (its last hole is '{holes[-1]}')" if holes else " (it has no holes)"
+            raise self._compile_error(
+                f"the distribution variable '{distribution.value.hole}' must be the "
+                f"statement's last hole{last}", distribution.value)
         prompt = ir.Prompt(tuple(parts), constraint, model.value if model else None,
-                           prefer.value if prefer else None, span=self._span(meta))
-        clauses = [c for c in (model, where, prefer) if c is not None]
+                           prefer.value if prefer else None,
+                           distribution.value if distribution else None,
+                           span=self._span(meta))
+        clauses = [c for c in (model, where, distribution, prefer) if c is not None]
         if clauses:
             self._inline_clauses[id(prompt)] = [
                 _Clause(c.kind, constraint if c.kind == "where" else c.value, c.keyword,
@@ -295,10 +319,15 @@ class Lowering(ExpressionLowering):
         return "regex", str(token)[start:end]
 
     def decorator(self, meta: Meta, children: list) -> ir.Expr:
-        result: ir.Expr = ir.Name(str(children[0]), span=self._span(children[0]))
-        for attribute in children[1:]:
+        """``@f``, ``@m.f`` or ``@f(args)`` (a call that returns the decorator)."""
+        *names, arguments = children
+        result: ir.Expr = ir.Name(str(names[0]), span=self._span(names[0]))
+        for attribute in names[1:]:
             result = ir.Attribute(result, str(attribute),
                                   span=result.span.join(self._span(attribute)))
+        if arguments is not None:
+            args, keywords = arguments
+            result = ir.Call(result, args, keywords, span=self._span(meta))
         return result
 
     def tag(self, meta: Meta, children: list) -> ir.Tag:
@@ -351,9 +380,14 @@ class Lowering(ExpressionLowering):
         module, *names = children
         return ir.Import(module, tuple(names), span=self._span(meta))
 
-    def import_module(self, meta: Meta, children: list) -> ir.Import:
-        """``import X``: kept (with no names) for the sandbox check to reject."""
-        return ir.Import(children[0], (), span=self._span(meta))
+    def import_module(self, meta: Meta, children: list) -> list[ir.Import]:
+        """``import X [as Y], ...``: one Import each, without names; the checks decide
+        whether X may be imported."""
+        return [ir.Import(module, (), alias, span=self._span(meta)) for module, alias in children]
+
+    def module_name(self, meta: Meta, children: list) -> tuple[str, str]:
+        module, alias = children
+        return module, str(alias or module)
 
     def import_name(self, meta: Meta, children: list) -> tuple[str, str]:
         name, alias = children
@@ -395,6 +429,7 @@ class Lowering(ExpressionLowering):
 
 def lower(tree: Tree, source: Source) -> ir.Program:
     """Lower a tree from :func:`lmq.parser.parse` to an :class:`ir.Program`."""
+    mark_docstrings(tree)
     return transform(Lowering(source), tree)
 
 

@@ -46,8 +46,10 @@ def bound_names(stmts: tuple[ir.Stmt, ...]) -> set[str]:
             names.update(p.name for p in stmt.parts if isinstance(p, ir.Hole))
         elif isinstance(stmt, ir.Import):
             names.update(alias for _, alias in stmt.names)
-        elif isinstance(stmt, ir.QueryDef):
+            names.update((stmt.alias,) if stmt.alias else ())
+        elif isinstance(stmt, (ir.QueryDef, ir.FunctionDef, ir.RecordDef)):
             names.add(stmt.name)
+
         if isinstance(stmt, (ir.If, ir.For, ir.While)):
             names |= bound_names(stmt.body)
         if isinstance(stmt, ir.If):

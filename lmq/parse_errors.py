@@ -22,10 +22,28 @@ import re
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from lmq.decoders import LMQL_DECODERS, lmql_decoder_problem
 from lmq.errors import LmqSyntaxError, Source, did_you_mean
 
 DECODERS = ("argmax", "sample", "beam")
 CLAUSE_WORDS = ("where", "from", "prefer", "distribution")
+CLAUSE_TERMINALS = frozenset(("FROM", "WHERE", "DISTRIBUTION", "PREFER", "_FROM_UPPER",
+                              "_WHERE_UPPER", "_DISTRIBUTION_UPPER", "$END", "_DEDENT"))
+# Python statements lmq does not have: what to write instead.
+UNSUPPORTED_STATEMENTS = {
+    "try": "errors end the run with a message; test a condition with 'if' instead",
+    "except": "errors end the run with a message; test a condition with 'if' instead",
+    "finally": "errors end the run with a message; test a condition with 'if' instead",
+    "with": "programs have no resources to manage",
+    "raise": "use 'assert CONDITION, MESSAGE' to stop with a message",
+    "global": "functions read the program's names; to change one, return a value",
+    "nonlocal": "functions read the names around them; to change one, return a value",
+    "del": "assign a new value instead",
+    "yield": "return a list instead",
+    "await": "calls run to completion; drop 'await' (a nested query is a hole: "
+             "[VAR: query(...)])",
+    "async": "functions run to completion: drop 'async' (an @lmql.query def may be async)",
+}
 
 
 class IndentationProblem(Exception):
@@ -49,7 +67,7 @@ SYNTAX_EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("expected a name after 'import'", ("from lmq.stdlib.x import 1\n",)),
     ("expected a module name after 'from'", ('from "x" import y\n', "from 1 import y\n")),
     ("expected a constraint after 'where'", ('"[A]" where\n', '"[A]" where )\n')),
-    ("expected a model after 'from'", ('"[A]" from\n', '"[A]" from where x\n')),
+    ("expected a model after 'from'", ('"[A]" from\n',)),
     ("prefer takes knowledge sources separated by '>': prefer instruction > context", (
         '"[A]" prefer\n', '"[A]" prefer instruction context\n', '"[A]" prefer instruction,\n')),
     ("distribution takes NAME in [VALUES]", (
@@ -171,13 +189,26 @@ def program_error(error: Exception, source: Source, text: str, brackets: list[To
     if brackets and (token is None or token.type == "$END" or
                      source.position(position)[0] > source.position(opened)[0]):
         return syntax_error(f"'{brackets[-1].value}' was never closed", source, opened)
-    named = _unknown_decoder(source, text, error) or (
+    named = _unsupported_statement(source, text, position) or \
+        _unknown_decoder(source, text, error) or (
         _named_token_error(source, text, error, position, parser) if token is not None
         else None)
     if named is not None:
         return named
     what, length = describe(text, position, token)
     return syntax_error(f"unexpected {what}", source, position, length)
+
+
+def _unsupported_statement(source: Source, text: str, position: int) -> LmqSyntaxError | None:
+    """A Python statement lmq does not have (``try:``, ``with``, ``raise``, ...) on the
+    line that failed to parse."""
+    line_start = text.rfind("\n", 0, position) + 1
+    match = re.match(r"[ \t]*([^\W\d]\w*)\b", text[line_start:])
+    if match is None or match.group(1) not in UNSUPPORTED_STATEMENTS:
+        return None
+    word = match.group(1)
+    return syntax_error(f"'{word}' statements are not available in lmq programs", source,
+                        line_start + match.start(1), len(word), UNSUPPORTED_STATEMENTS[word])
 
 
 def _unknown_decoder(source: Source, text: str, error: UnexpectedInput) -> LmqSyntaxError | None:
@@ -196,6 +227,9 @@ def _unknown_decoder(source: Source, text: str, error: UnexpectedInput) -> LmqSy
     if not (indented_body or same_line_prompt):
         return None
     name = match.group(1)
+    if name in LMQL_DECODERS:
+        message, hint = lmql_decoder_problem(name)
+        return syntax_error(message, source, line_start, len(name), hint)
     hint = did_you_mean(name, DECODERS) or "the decoders are argmax, sample and beam"
     return syntax_error(f"unknown decoder '{name}'", source, line_start, len(name), hint)
 
@@ -221,7 +255,7 @@ def _named_token_error(source: Source, text: str, error: UnexpectedInput, positi
         what = _HEADERS.get(header.group(1) if header else "")
         return syntax_error(f"expected ':' after {what}" if what else "expected ':'",
                             source, position)
-    if expected and expected <= {"FROM", "WHERE", "DISTRIBUTION", "PREFER", "$END"}:
+    if expected and expected <= CLAUSE_TERMINALS:
         return syntax_error("expected a clause (from, where, distribution, prefer) at column 1; "
                             "the program's statements belong in the indented body of the "
                             "decoder clause", source, position, describe(text, position)[1])
@@ -245,6 +279,11 @@ def _clause_above(text: str, line_start: int) -> str | None:
 def _misplaced_keyword(source: Source, text: str, position: int) -> LmqSyntaxError | None:
     """``else``/``elif`` without ``if``; ``where``, ``from``, ``prefer`` or
     ``distribution`` at column 1 of a modern-form program (where they are plain names)."""
+    line = re.match(r"[ \t]*(else|elif)\b", text[text.rfind("\n", 0, position) + 1:])
+    if line is not None:
+        start = text.rfind("\n", 0, position) + 1 + line.start(1)
+        return syntax_error(f"'{line.group(1)}' without a matching 'if'", source, start,
+                            len(line.group(1)))
     previous = re.search(r"([^\W\d]\w*)[ \t]*$", text[:position])
     if previous is None:
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from lmq.parse_errors import IndentationProblem, body_error, first_code_line, pr
 from lmq.parse_errors import syntax_error as _error
 
 OPEN = {"LPAR": "(", "LSQB": "[", "LBRACE": "{"}
+_BLANK = re.compile(r"[^\n]")
 CLOSE = {"RPAR", "RSQB", "RBRACE"}
 TAB_WIDTH = 8
 
@@ -35,13 +37,17 @@ TAB_WIDTH = 8
 class Indenter(lark.lark.PostLex):
     """Turns the indentation after each ``_NEWLINE`` into ``_INDENT``/``_DEDENT`` tokens.
 
-    Newlines inside brackets are dropped. Unlike Lark's ``Indenter`` it never asserts: an
+    Newlines inside brackets and after an operator that cannot end an expression are
+    dropped. Unlike Lark's ``Indenter`` it never asserts: an
     unbalanced close bracket is left to the parser, and it remembers the open brackets so
     an error can name the one that was never closed. Newline and dedent tokens are given
     zero width at the end of the previous token, so a statement's span ends at its text.
     """
 
-    always_accept = ("_NEWLINE",)
+    # NAME is lexed in every parser state, so a keyword is only ever a whole identifier:
+    # Lark retypes a NAME that equals a keyword the state accepts, and a state that does
+    # not accept NAME still sees ``input`` as one name (an error) instead of ``in put``.
+    always_accept = ("_NEWLINE", "NAME")
 
     def __init__(self) -> None:
         self.brackets: list[Token] = []
@@ -50,16 +56,18 @@ class Indenter(lark.lark.PostLex):
         self.brackets = []
         levels = [0]
         last_end = 0
+        last: Token | None = None
         for token in stream:
             if token.type != "_NEWLINE":
                 yield token
+                last = token
                 last_end = token.end_pos or last_end
                 if token.type in OPEN:
                     self.brackets.append(token)
                 elif token.type in CLOSE and self.brackets:
                     self.brackets.pop()
                 continue
-            if self.brackets:
+            if self.brackets or _continues(last):
                 continue
             line_start = token.start_pos + token.value.rfind("\n") + 1
             indent_text = token.value[token.value.rfind("\n") + 1:]
@@ -80,6 +88,16 @@ class Indenter(lark.lark.PostLex):
                     "unindent does not match any outer indentation level", line_start)
         for _ in levels[1:]:
             yield _moved(Token("_DEDENT", ""), last_end, last_end)
+
+
+# A line that ends in one of these operators goes on on the next line (LMQL's
+# ``where A and`` + newline + ``B``): the expression cannot end there.
+CONTINUING = frozenset(("and", "or", "not", "in", "+", "-", "*", "/", "//", "%", "**",
+                        "==", "!=", "<", "<=", ">", ">=", "|", "&", "^", "<<", ">>"))
+
+
+def _continues(token: Token | None) -> bool:
+    return token is not None and token.type != "NAME" and token.value in CONTINUING
 
 
 def _moved(token: Token, start: int, end: int) -> Token:
@@ -133,7 +151,7 @@ def get_parser() -> Lark:
         grammar = grammar_text()
         _parser = Lark(grammar, parser="lalr", lexer="contextual", postlex=_indenter,
                        propagate_positions=True, maybe_placeholders=True,
-                       start=["start", "prompt_body", "fstring_body"],
+                       start=["start", "prompt_body", "fstring_body", "indented_body"],
                        cache=_cache_path(grammar))
     return _parser
 
@@ -152,6 +170,25 @@ def parse(source: Source) -> Tree:
         except (UnexpectedInput, IndentationProblem) as error:
             brackets = list(_indenter.brackets)
             raise program_error(error, source, text, brackets, parser) from None
+
+
+def parse_region(source: Source, start: int, end: int) -> Tree:
+    """Parse ``source.text[start:end]`` as a program standing at its place in the file
+    (the docstring of an ``@lmql.query`` def): every character outside the region is
+    blanked, so positions are the file's; a region indented as a whole is an
+    ``indented_body``, one at column 1 a ``start``."""
+    text = source.text
+    padded = _BLANK.sub(" ", text[:start]) + text[start:end] + _BLANK.sub(" ", text[end:])
+    padded += "\n"
+    first = first_code_line(padded)
+    indented = first is not None and padded[first[0]:first[0] + 1] in " \t\f"
+    with _lock:
+        parser = get_parser()
+        try:
+            return parser.parse(padded, start="indented_body" if indented else "start")
+        except (UnexpectedInput, IndentationProblem) as error:
+            brackets = list(_indenter.brackets)
+            raise program_error(error, source, padded, brackets, parser) from None
 
 
 def parse_body(source: Source, start: int, end: int, fstring: bool = False) -> Tree:

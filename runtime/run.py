@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from lmq import ir
 from lmq.checks import CheckedProgram
 from lmq.config import Config, default_model_name, load_config
 from lmq.decoders import DecoderSpec
@@ -23,21 +22,20 @@ from lmq.result import Result, hole_constraints
 from lmq.runtime.decoding.choosing import seeded_generator
 from lmq.runtime.decoding.loop import Decoding, Row
 from lmq.runtime.engine import Engine, shared_engine
+from lmq.runtime.interpreter.modules import clause_model
 from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.specialists import ModelResolver
 
 
 def default_model(checked: CheckedProgram, model: Any = None,
                   config: Config | None = None) -> Any:
-    """The caller's model, else the program's ``from`` clause, else ``LMQ_MODEL``, else
+    """The caller's model, else the program's ``from`` clause (a name, or LMQL's
+    ``lmql.model("name")``), else ``LMQ_MODEL``, else
     the configuration's ``model`` (:mod:`lmq.config`), else the default model. Specialists
     and aliases are resolved later (:mod:`lmq.runtime.specialists`)."""
     if model is not None:
         return model
-    clause = checked.program.model
-    if isinstance(clause, ir.Const) and isinstance(clause.value, str):
-        return clause.value
-    return default_model_name(config)
+    return clause_model(checked.program.model) or default_model_name(config)
 
 
 def check_parameters(checked: CheckedProgram, params: Mapping[str, Any],

@@ -5,13 +5,14 @@ runs them). What it emits, :class:`~lmq.runtime.decoding.instance.Segment` s and
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from lmq import ir
 from lmq.errors import LmqRuntimeError
+from lmq.lower_defs import with_program_where
 from lmq.runtime.interpreter.evaluate import Scope
+from lmq.runtime.interpreter.functions import FunctionCall
 
 
 @dataclass
@@ -64,7 +65,7 @@ class QueryCall:
     depth: int
 
 
-Frame = Block | ForLoop | WhileLoop | PromptRun | QueryCall
+Frame = Block | ForLoop | WhileLoop | PromptRun | QueryCall | FunctionCall
 LOOPS = (ForLoop, WhileLoop)
 
 
@@ -76,27 +77,9 @@ def host_query_definition(target: Any, checked: Any, name: str) -> ir.QueryDef:
     program's, yields to the caller: here the enclosing run)."""
     program = checked.program
     model = getattr(target, "model", None)
-    model_expr = ir.Const(model) if model is not None else None
-
-    def fold(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
-        out: list[ir.Stmt] = []
-        for stmt in body:
-            if isinstance(stmt, ir.Prompt):
-                where = stmt.where
-                if program.where is not None:
-                    where = program.where if where is None else \
-                        ir.And((where, program.where), span=where.span)
-                stmt = dataclasses.replace(stmt, where=where,
-                                           model=stmt.model if stmt.model is not None
-                                           else model_expr)
-            elif isinstance(stmt, ir.If):
-                stmt = dataclasses.replace(stmt, body=fold(stmt.body), orelse=fold(stmt.orelse))
-            elif isinstance(stmt, (ir.For, ir.While)):
-                stmt = dataclasses.replace(stmt, body=fold(stmt.body))
-            out.append(stmt)
-        return tuple(out)
-
-    return ir.QueryDef(name, tuple(checked.params), fold(program.body), span=program.span)
+    body = with_program_where(program.body, program.where,
+                              ir.Const(model) if model is not None else None)
+    return ir.QueryDef(name, tuple(checked.params), body, span=program.span)
 
 
 def bind_arguments(definition: ir.QueryDef, args: list[Any], kwargs: dict[str, Any],

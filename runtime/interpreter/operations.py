@@ -19,6 +19,7 @@ from lmq import ir
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
 from lmq.runtime.interpreter import sandbox, sizes
+from lmq.runtime.interpreter.namespaces import ProgramCallable
 
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
@@ -37,7 +38,8 @@ _BUILTIN_NAMES = {id(getattr(builtins, name)): name for name in sandbox.ALLOWED_
 def is_callable(function: Any, callables: set[int]) -> bool:
     """Whether a program may call ``function``: ``callables`` holds the ids of the
     builtins, tools and stdlib names; methods of basic values are always allowed."""
-    return id(function) in callables or sandbox.is_basic_method(function)
+    return id(function) in callables or sandbox.is_basic_method(function) or \
+        isinstance(function, ProgramCallable)
 
 
 def iterate(value: Any, expr: ir.Node) -> Iterator[Any]:
@@ -115,7 +117,7 @@ def call(function: Any, args: tuple, kwargs: dict, expr: ir.Call, limits: Limits
          callables: set[int], collisions: sizes.Collisions) -> Any:
     """Call ``function`` if the sandbox allows it; errors name the callee."""
     is_method = sandbox.is_basic_method(function)
-    if not is_method and id(function) not in callables:
+    if not is_method and not is_callable(function, callables):
         raise LmqSandboxError(f"{_describe(expr.func)} is not callable in lmq programs "
                               "(only builtins, imported stdlib names, tools and methods "
                               "of basic values are)", expr.span)

@@ -11,7 +11,6 @@ back through :meth:`ProgramState.fill`.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from lmq.constraints import constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError, Source
 from lmq.limits import Limits
 from lmq.runtime.decoding.instance import HoleRequest, Segment
-from lmq.runtime.interpreter import sandbox, sizes
+from lmq.runtime.interpreter import definitions, modules, sandbox, sizes
 from lmq.runtime.interpreter.evaluate import Evaluator, Scope
 from lmq.runtime.interpreter.frames import (
     LOOPS,
@@ -37,6 +36,8 @@ from lmq.runtime.interpreter.frames import (
     copy_value,
     host_query_definition,
 )
+from lmq.runtime.interpreter.functions import FunctionCall, UserFunction
+from lmq.runtime.interpreter.records import RecordType
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_LIMITS = Limits()
@@ -57,11 +58,11 @@ class ProgramState:
         self.deadline = time.monotonic() + limits.timeout if limits.timeout else None
         self.steps = 0
         names = sandbox.make_builtins(limits, output or (lambda text: print(text, end="")))
+        names["lmql"] = modules.module("lmql", limits, self._tick)
         names.update(tools)
-        self.names = names
-        self.evaluator = Evaluator(limits, {id(v) for v in names.values()}, self._tick,
-                                   self._roots)
-        self.globals = Scope(dict(params), None, names)
+        self.names = self._own_names(names)
+        self.evaluator = self._new_evaluator({id(v) for v in names.values()})
+        self.globals = Scope(dict(params), None, self.names)
         self.frames: list[Frame] = [Block(program.body, self.globals)]
         self.context: list[Segment] = []
         self.prompt_parts: list[str] = []
@@ -72,7 +73,20 @@ class ProgramState:
         self.return_value: Any = None
         self.distribution: dict[str, dict[str, float]] = {}
         self.pending: HoleRequest | None = None
+        self.record: RecordType | None = None  # the record type of the pending hole
+        self.calls = 0  # functions running (bounded by limits.depth)
         self.finished = False
+
+    def _own_names(self, names: dict[str, Any]) -> dict[str, Any]:
+        """The fixed names with LMQL's ``context`` showing this instance's prompt."""
+        return {**names, "context": definitions.Context(lambda: self.prompt)}
+
+    def _new_evaluator(self, callables: set[int]) -> Evaluator:
+        evaluator = Evaluator(self.limits, callables, self._tick, self._roots)
+        evaluator.dispatch[ir.Lambda] = lambda expr, scope: self._function(
+            "<lambda>", expr.params, (ir.Return(expr.body, span=expr.body.span),), scope,
+            expr.span)
+        return evaluator
 
     # ------------------------------------------------------------ public surface
 
@@ -118,6 +132,8 @@ class ProgramState:
             return frame.stmts[max(frame.pc - 1, 0)].span if frame.stmts else None
         if isinstance(frame, QueryCall):
             return frame.hole.span
+        if isinstance(frame, FunctionCall):
+            return frame.function.span
         return frame.stmt.span
 
     def fill(self, text: str, *, tokens: tuple[int, ...] | None = None, model: Any = None,
@@ -131,6 +147,7 @@ class ProgramState:
         try:
             self._emit(text, frame, hole=request.hole.name, tokens=tokens, model=model)
             value = self._postprocess(request, text, frame.scope)
+            self.record = None
             self._bind(request.hole, value, frame.scope, logprobs or [])
         except LmqError as error:
             if error.span is None:
@@ -146,8 +163,8 @@ class ProgramState:
         """An independent copy: same position, copied variables, shared IR."""
         twin = copy.copy(self)
         # its own evaluator: its steps, its memory roots, its hashed keys
-        twin.evaluator = Evaluator(self.limits, set(self.evaluator.callables), twin._tick,
-                                   twin._roots)
+        twin.evaluator = twin._new_evaluator(set(self.evaluator.callables))
+        twin.names = twin._own_names(self.names)
         twin.evaluator.collisions.keys = {h: set(keys) for h, keys in
                                           self.evaluator.collisions.keys.items()}
         scopes: dict[int, Scope] = {}
@@ -155,7 +172,11 @@ class ProgramState:
         def copy_scope(scope: Scope) -> Scope:
             if id(scope) not in scopes:
                 parent = copy_scope(scope.parent) if scope.parent else None
-                scopes[id(scope)] = Scope(copy_value(scope.variables), parent, scope.names)
+                variables = copy_value(scope.variables)
+                for name, value in variables.items():  # the twin runs its own functions
+                    if isinstance(value, UserFunction) and value.machine is self:
+                        variables[name] = value.bound_to(twin)
+                scopes[id(scope)] = Scope(variables, parent, twin.names)
             return scopes[id(scope)]
 
         twin.globals = copy_scope(self.globals)
@@ -235,10 +256,11 @@ class ProgramState:
             return None
         if isinstance(frame, PromptRun):
             return self._prompt_step(frame)
-        # A QueryCall frame on top means its body ran to the end without `return`:
-        # a macro, whose text stays and is the hole's value.
         self.frames.pop()
-        self._finish_query(frame, None, returned=False)
+        if isinstance(frame, QueryCall):
+            # A QueryCall frame on top means its body ran to the end without `return`:
+            # a macro, whose text stays and is the hole's value.
+            self._finish_query(frame, None, returned=False)
         return None
 
     def _execute(self, stmt: ir.Stmt, scope: Scope) -> HoleRequest | None:
@@ -273,13 +295,51 @@ class ProgramState:
             self._return(value)
         elif isinstance(stmt, ir.QueryDef):
             scope.variables[stmt.name] = QueryFunction(stmt)
+        elif isinstance(stmt, ir.FunctionDef):
+            scope.variables[stmt.name] = self._function(stmt.name, stmt.params, stmt.body,
+                                                        scope, stmt.span)
+        elif isinstance(stmt, ir.RecordDef):
+            scope.variables[stmt.name] = definitions.record(stmt, scope, self.evaluator)
+        elif isinstance(stmt, ir.Assert):
+            definitions.check_assert(stmt, scope, self.evaluator, self.program.source)
         elif isinstance(stmt, ir.Import):
-            self._import(stmt, scope)
+            definitions.bind_imports(stmt, scope, self.limits, self._tick,
+                                     self.evaluator.callables)
         return None
+
+    # ------------------------------------------------------------ functions
+
+    def _function(self, name: str, params: tuple[ir.Param, ...], body: tuple[ir.Stmt, ...],
+                  scope: Scope, span: Any) -> UserFunction:
+        closure = None if scope is self.globals else scope
+        return UserFunction(name, params, body,
+                            definitions.defaults(params, scope, self.evaluator), closure,
+                            self, span)
+
+    def invoke(self, function: UserFunction, args: tuple, kwargs: dict) -> Any:
+        """Run a call of ``function`` to its end on this stack machine and return its
+        value (a function body has no holes: nothing here waits for the model)."""
+        if self.calls >= self.limits.depth:
+            raise LmqLimitError(f"function calls are nested deeper than {self.limits.depth} "
+                                "(limits.depth)")
+        scope = Scope(function.bind(args, kwargs), function.closure or self.globals,
+                      self.names)
+        mark = len(self.frames)
+        call = FunctionCall(scope, function)
+        self.frames += [call, Block(function.body, scope)]
+        self.calls += 1
+        try:
+            while len(self.frames) > mark:
+                if self._step(self.frames[-1]) is not None:
+                    raise LmqRuntimeError("a function cannot fill holes", function.span)
+        finally:
+            self.calls -= 1
+            del self.frames[mark:]
+        return call.result
 
     def _unwind_loop(self, is_break: bool) -> None:
         while not isinstance(self.frames[-1], LOOPS):
-            if isinstance(self.frames[-1], QueryCall) or len(self.frames) == 1:
+            if isinstance(self.frames[-1], (QueryCall, FunctionCall)) or len(self.frames) == 1:
                 raise LmqRuntimeError("'break' or 'continue' outside a loop")
             self.frames.pop()
         if is_break:
@@ -287,33 +347,20 @@ class ProgramState:
         raise _Unwind
 
     def _return(self, value: Any) -> None:
-        if not any(isinstance(frame, QueryCall) for frame in self.frames):
+        calls = (QueryCall, FunctionCall)
+        if not any(isinstance(frame, calls) for frame in self.frames):
             sizes.check_extent(value, self.limits, "the return value")
             sizes.check_unicode(value, "the return value")
-        while self.frames and not isinstance(self.frames[-1], QueryCall):
+        while self.frames and not isinstance(self.frames[-1], calls):
             self.frames.pop()
+        if self.frames and isinstance(self.frames[-1], FunctionCall):
+            self.frames.pop().result = value  # type: ignore[union-attr]
+            raise _Unwind
         if not self.frames:
             self.return_value = value
             raise _Unwind
         self._finish_query(self.frames.pop(), value, returned=True)  # type: ignore[arg-type]
         raise _Unwind
-
-    def _import(self, stmt: ir.Import, scope: Scope) -> None:
-        if not stmt.module.startswith("lmq.stdlib."):
-            raise LmqSandboxError(f"only lmq.stdlib modules can be imported, not "
-                                  f"'{stmt.module}'", stmt.span)
-        try:
-            module = importlib.import_module(stmt.module)
-        except ImportError:
-            raise LmqRuntimeError(f"no standard-library module '{stmt.module}'",
-                                  stmt.span) from None
-        exported = getattr(module, "__all__", ())
-        for name, alias in stmt.names:
-            if name not in exported:
-                raise LmqRuntimeError(f"'{stmt.module}' has no name '{name}'", stmt.span)
-            value = getattr(module, name)
-            scope.variables[alias] = value
-            self.evaluator.callables.add(id(value))
 
     # ------------------------------------------------------------ prompt statements
 
@@ -337,26 +384,34 @@ class ProgramState:
         return None
 
     def _hole(self, frame: PromptRun, hole: ir.Hole) -> HoleRequest | None:
-        if hole.query is not None:
+        record = None
+        if isinstance(hole.query, ir.Name):  # [P: Person] names a record type
+            record = frame.scope.lookup(hole.query.id)
+            record = record if isinstance(record, RecordType) else None
+        if hole.query is not None and record is None:
             self._call_query(frame, hole)
             return None
         program = self.program
         top_level = not any(isinstance(f, QueryCall) for f in self.frames)
         global_where = program.where if top_level else None
         text = program.source.text
-        spec = hole_spec(hole, constraints_for(hole.name, frame.stmt.where, global_where),
-                         lambda expr: self.evaluator.evaluate(expr, frame.scope),
+        items = constraints_for(hole.name, frame.stmt.where, global_where)
+        if record is not None:
+            items.append(ir.Atom("json", hole.name, args=(ir.Const(record.schema),),
+                                 span=hole.span))
+        spec = hole_spec(hole, items, lambda expr: self.evaluator.evaluate(expr, frame.scope),
                          lambda node: text[node.span.start:node.span.end])
         model = None
         if frame.stmt.model is not None:
             model = self.evaluator.evaluate(frame.stmt.model, frame.scope)
         distribution = None
-        if top_level and program.distribution and program.distribution.hole == hole.name:
-            values = self.evaluator.evaluate(program.distribution.values, frame.scope)
+        clause = frame.stmt.distribution or (program.distribution if top_level else None)
+        if clause is not None and clause.hole == hole.name:
+            values = self.evaluator.evaluate(clause.values, frame.scope)
             if not isinstance(values, (list, tuple)) or not values or not all(
                     isinstance(v, str) for v in values):
                 raise LmqRuntimeError("distribution values must be a non-empty list of "
-                                      "strings", program.distribution.span)
+                                      "strings", clause.span)
             distribution = tuple(values)
         for predicate in spec.predicates:
             if not self.evaluator.is_callable(predicate.function):
@@ -367,6 +422,7 @@ class ProgramState:
         options = {} if prefer is None else {
             kw.name: self.evaluator.evaluate(kw.value, frame.scope) for kw in prefer.options}
         self.pending = HoleRequest(hole, spec, model, distribution, prefer, options)
+        self.record = record
         return self.pending
 
     def _call_query(self, frame: PromptRun, hole: ir.Hole) -> None:
@@ -400,6 +456,9 @@ class ProgramState:
             parent: Scope | None = None
         else:
             definition, names, parent = target.definition, self.names, self.globals
+            covered = {*definition.params[:len(args)], *kwargs}
+            kwargs.update({default.name: self.evaluator.evaluate(default.value, self.globals)
+                           for default in definition.defaults if default.name not in covered})
         bound = bind_arguments(definition, args, kwargs, hole)
         depth = 1 + sum(isinstance(f, QueryCall) for f in self.frames)
         if depth > self.limits.depth:
@@ -421,8 +480,9 @@ class ProgramState:
                                        f"'{call.hole.name}'"), frame, hole=call.hole.name)
         else:
             value = "".join(self.prompt_parts[call.prompt_mark:])
+        text = "".join(self.prompt_parts[call.prompt_mark:])
         for decorator in call.hole.decorators:
-            value = self._decorate(decorator, value, frame.scope)
+            value = self._decorate(decorator, value, text, frame.scope)
         self._bind(call.hole, value, frame.scope, [])
         frame.index += 1
 
@@ -452,17 +512,30 @@ class ProgramState:
                 value = regular.labels_of(request.spec.regular).parse(text)
             elif kind == "json":
                 value = json.loads(text)
+                if self.record is not None:
+                    value = self.record.from_json(value)
         except (ValueError, RecursionError):
             raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
                                   f"not a valid {kind}", request.hole.span) from None
         for decorator in request.hole.decorators:
-            value = self._decorate(decorator, value, scope)
+            value = self._decorate(decorator, value, text, scope)
         return value
 
-    def _decorate(self, decorator: ir.Expr, value: Any, scope: Scope) -> Any:
-        call = ir.Call(decorator, (ir.Name("_value"),), span=decorator.span)
-        inner = Scope({"_value": value}, scope, scope.names)
-        return self.evaluator.evaluate(call, inner)
+    def _decorate(self, decorator: ir.Expr, value: Any, text: str, scope: Scope) -> Any:
+        """``decorator(value)``; a ``def`` of two or three parameters gets LMQL's
+        ``(value, prompt_value, context)`` and may return ``(value, prompt_value)`` (the
+        prompt keeps the generated text either way)."""
+        function = self.evaluator.evaluate(decorator, scope)
+        wide = isinstance(function, UserFunction) and len(function.params) >= 2
+        names = ("_value", "_text", "_context")[:min(len(function.params), 3) if wide else 1]
+        callee = decorator.id if isinstance(decorator, ir.Name) else "_decorator"  # messages
+        inner = Scope({callee: function, "_value": value, "_text": text,
+                       "_context": self.names["context"]}, scope, scope.names)
+        call = ir.Call(ir.Name(callee, span=decorator.span),
+                       tuple(ir.Name(name, span=decorator.span) for name in names),
+                       span=decorator.span)
+        result = self.evaluator.evaluate(call, inner)
+        return result[0] if wide and isinstance(result, tuple) and len(result) == 2 else result
 
     def _bind(self, hole: ir.Hole, value: Any, scope: Scope, logprobs: list[float]) -> None:
         sizes.check_extent(value, self.limits, f"the value of hole '{hole.name}'")

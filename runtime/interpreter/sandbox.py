@@ -25,6 +25,7 @@ from typing import Any
 
 from lmq.errors import LmqLimitError, LmqSandboxError
 from lmq.limits import Limits
+from lmq.runtime.interpreter.namespaces import Namespace
 from lmq.runtime.interpreter.sizes import (
     CONTAINERS,
     DICT_VIEWS,
@@ -109,6 +110,8 @@ def get_attribute(value: Any, name: str) -> Any:
     if name in FORBIDDEN_ATTRIBUTES:
         raise LmqSandboxError(f"'{name}' is not available; use {{expr}} or {{expr:spec}} "
                               "interpolation instead")
+    if isinstance(value, Namespace):  # lmq's own: a module, a record, LMQL's context
+        return value.attribute(name)
     base = basic_type(value)
     if base is None:
         raise LmqSandboxError(f"attributes of {type(value).__name__} objects are not "

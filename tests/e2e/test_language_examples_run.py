@@ -2,7 +2,7 @@
 the specification; tests/front/test_language_examples.py checks how they compile).
 
 The examples are read from the reference itself, so a changed example is tested as it
-stands. Fenced blocks that are not programs (the error example of section 13) are
+stands. Fenced blocks that are not programs (the error example of section 14) are
 recognised by their text.
 """
 

@@ -1,6 +1,6 @@
 """Every code example of the language reference (grammar/LANGUAGE.md) parses, lowers and
 passes the checks (the examples are part of the specification), the examples below are the
-reference's own, and the error example of section 13 is reproduced exactly.
+reference's own, and the error example of section 14 is reproduced exactly.
 
 ``route`` in the section 9 example is used without an import: like any free name that is
 only ever called, it is a tool the host supplies (``lmq check`` lists it); a program can

@@ -116,7 +116,7 @@ def test_query_and_imports() -> None:
     program = lower("from lmq.stdlib.labels import a as b, c\nimport os\n"
                     "query q(x, y):\n    return x\n")
     assert program.body[0] == ir.Import("lmq.stdlib.labels", (("a", "b"), ("c", "c")))
-    assert program.body[1] == ir.Import("os", ())
+    assert program.body[1] == ir.Import("os", (), "os")
     assert program.body[2] == ir.QueryDef("q", ("x", "y"), (ir.Return(N("x")),))
 
 
