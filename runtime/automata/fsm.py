@@ -15,7 +15,7 @@ are product constructions, ``Not`` relative to valid UTF-8; ``Concat`` and ``Sto
 are concatenations (:mod:`lmq.runtime.automata.fsm_concat`; a literal prefix, a healed prompt text,
 is shifted into the table instead). The subset, product and concatenation constructions are
 :class:`~lmq.runtime.automata.fsm_lazy.LazyAutomaton` objects, expanded breadth first into a ByteDfa
-while that fits the :class:`CompileBudget` (states, seconds). Past it the lazy automaton
+while that fits the :class:`CompileBudget` (states, work). Past it the lazy automaton
 itself is the result -- the same language, its states built as decoding meets them --
 instead of an error or a hang (``(a|b)*a(a|b){20}``: 2^21 DFA states, an NFA of 175).
 interegular's own ``to_fsm`` is not used: its crawl looks states up in a list (quadratic;
@@ -206,19 +206,22 @@ class _TooLarge(Exception):
     """The complete DFA would exceed the state or time budget."""
 
 
-def _materialize(auto: LazyAutomaton, budget: CompileBudget, deadline: float) -> ByteDfa:
-    """Every state of a freshly made lazy automaton, breadth first, as a trimmed ByteDfa.
+def _materialize(auto: LazyAutomaton, budget: CompileBudget, work: int,
+                 deadline: float) -> ByteDfa:
+    """Every state of a freshly made lazy automaton, breadth first, as a trimmed ByteDfa,
+    while it stays within ``budget.max_states`` and costs at most ``work``
+    (:meth:`LazyAutomaton._cost` units); ``deadline`` is the last-resort wall-clock guard.
 
     On a fresh automaton ids come out in discovery order, so expanding ids 1, 2, ... until
     none is left visits exactly the reachable states, and the memo's table is the DFA."""
     if auto.initial == DEAD:
         return _empty()
     start = i = auto.intern(auto.initial)
+    limit = auto.work + work
     while i < auto.num_states:
-        if i & 255 == 1 and time.perf_counter() > deadline:
-            raise _TooLarge
         auto.row(i)
-        if auto.num_states > budget.max_states + 1:
+        if auto.num_states > budget.max_states + 1 or auto.work > limit or (
+                i & 255 == 1 and time.perf_counter() > deadline):
             raise _TooLarge
         i += 1
     accepting = np.array([auto.accepts_id(j) for j in range(i)], dtype=bool)
@@ -254,17 +257,16 @@ def _leaf(nfa: Nfa, tree: rg.Regular) -> tuple[int, int]:
 
 
 class _Compiler:
-    """Compiles one tree: complete DFAs while they fit ``max_states`` and ``eager_seconds``
-    (shared by the whole tree), lazy automata past that; building NFAs and labels may go
-    on until ``seconds`` before the constraint is an error."""
+    """Compiles one tree: complete DFAs while they fit ``max_states`` and the tree's share
+    of ``eager_work`` (the work of every automaton built eagerly so far is spent), lazy
+    automata past that."""
 
     def __init__(self, budget: CompileBudget) -> None:
-        now = time.perf_counter()
-        self.budget, self.eager_deadline = budget, now + min(budget.eager_seconds, budget.seconds)
-        self.deadline = now + budget.seconds
+        self.budget, self.work_left = budget, budget.eager_work
+        self.deadline = time.perf_counter() + budget.seconds  # the last-resort guard
 
     def compile(self, tree: rg.Regular) -> Automaton:
-        budget, deadline = self.budget, self.deadline
+        budget = self.budget
         match tree:
             case rg.And(parts) | rg.Or(parts) if parts:
                 op = "and" if isinstance(tree, rg.And) else "or"
@@ -304,28 +306,30 @@ class _Compiler:
                 # else the same language lazily over a suffix array
                 if len(text) <= budget.max_states // 2:
                     try:
-                        return _trimmed(*substring_automaton(text, budget,
-                                                             self.eager_deadline))
+                        return _trimmed(*substring_automaton(text, budget))
                     except AutomatonLimitError:
-                        pass  # too many states, or past eager_seconds
-                return SubstringAutomaton(text, budget, deadline)
+                        pass  # too many states
+                return SubstringAutomaton(text, budget)
             case rg.Json(schema):
                 try:
                     return self.compile(schema_regular(schema))
                 except AutomatonLimitError as error:
                     raise AutomatonLimitError(f"JSON schema: {error.message}",
                                               hint=JSON_HINT) from None
-        nfa = Nfa(budget, deadline)
+        nfa = Nfa(budget)
         start, end = _leaf(nfa, tree)
         return self.settle(SubsetAutomaton(nfa, start, end, budget))
 
     def settle(self, auto: LazyAutomaton) -> Automaton:
         """``auto`` as a ByteDfa if it fits the budget, else ``auto`` itself."""
+        before = auto.work
         try:
-            return _materialize(auto, self.budget, self.eager_deadline)
+            return _materialize(auto, self.budget, max(self.work_left, 0), self.deadline)
         except _TooLarge:
             auto.clear()  # the states nearest the start are the cheapest to build again
             return auto
+        finally:
+            self.work_left -= auto.work - before
 
 
 def _compile(tree: rg.Regular, budget: CompileBudget) -> Automaton:

@@ -19,15 +19,15 @@ automaton stays lazy and only the used-sets a generation meets are built.
 A suffix automaton over the text's characters (at most 2n - 1 states) accepts exactly its
 substrings; each character edge is spelled out in UTF-8 with shared intermediate states,
 so values start and end on character boundaries. Past the budget -- texts over
-``max_states // 2`` characters, and shorter ones whose table outgrows ``max_states`` or
-``eager_seconds`` -- ``fsm`` uses :class:`SubstringAutomaton` instead: the same language,
+``max_states // 2`` characters, and shorter ones whose table outgrows ``max_states`` --
+``fsm`` uses :class:`SubstringAutomaton` instead: the same language,
 lazily, over a suffix array of the text's UTF-8 bytes (only the suffixes that start a
 character). The value read so far is the common prefix of one contiguous interval of that
 array, so a state is the key ``(lo, hi, depth)``; expanding it splits the interval by the
 byte at ``depth`` (a gather, or a binary search per byte value for a wide interval).
 Building costs one prefix-doubling sort: about 0.5 s for 1 MB of prose, 0.8 s for 1 MB of
-one repeated paragraph; a text that cannot be sorted within ``budget.seconds`` (several
-MB) is an error. Every state it makes is live: it only follows bytes that occur.
+one repeated paragraph (texts are bounded by ``limits.string_size``). Every state it makes
+is live: it only follows bytes that occur.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import numpy as np
 
 from lmq import regular as rg
 from lmq.runtime.automata.fsm_lazy import DEAD, LazyAutomaton
-from lmq.runtime.automata.nfa import AutomatonLimitError, CompileBudget, check_time, too_large
+from lmq.runtime.automata.nfa import CompileBudget, too_large
 
 Automaton = tuple[np.ndarray, np.ndarray, int]
 _EMPTY_LIST = (-1, -1)  # the configuration of the empty value (min=0): accepting, no moves
@@ -123,13 +123,11 @@ class LabelsAutomaton(LazyAutomaton):
             self.high is None or after[1] <= self.high)
 
 
-def substring_automaton(text: str, budget: CompileBudget, deadline: float) -> Automaton:
+def substring_automaton(text: str, budget: CompileBudget) -> Automaton:
     # Suffix automaton over characters (state 0 is the empty string's).
     link, length, last = [-1], [0], 0
     edges: list[dict[str, int]] = [{}]
-    for n, char in enumerate(text):
-        if n % 4096 == 0:
-            check_time(deadline)
+    for char in text:
         cur = len(edges)
         edges.append({})
         length.append(length[last] + 1)
@@ -190,21 +188,17 @@ class SubstringAutomaton(LazyAutomaton):
     the suffixes there (a suffix before its extensions). A key ``(lo, hi, depth)`` is the
     value ``s`` of ``depth`` bytes read so far: ``sa[lo:hi]`` are exactly the occurrences
     of ``s`` at character starts. The initial key is ``(0, len(sa), 0)``; every key made
-    is live. ``deadline`` bounds the suffix sort (an :class:`AutomatonLimitError` past it).
+    is live.
     """
 
     _WIDE = 2048  # intervals wider than this are split by binary search, not a gather
 
-    def __init__(self, text: str, budget: CompileBudget, deadline: float) -> None:
+    def __init__(self, text: str, budget: CompileBudget) -> None:
         data = np.frombuffer(text.encode(), dtype=np.uint8)
         n = len(data)
         boundary = np.ones(n + 1, dtype=bool)  # offset n (the end) counts as a boundary
         boundary[:n] = (data & 0xC0) != 0x80
-        try:
-            order = _suffix_array(data, deadline)
-        except AutomatonLimitError:
-            raise too_large(f"SPAN over {len(text):,} characters could not be indexed within "
-                            f"{budget.seconds:g} s", hint="pass a shorter text") from None
+        order = _suffix_array(data)
         self.sa = order[boundary[order]].astype(np.int32 if n < 1 << 31 else np.int64)
         self.boundary = boundary
         self.bytes = np.full(n + 1, -1, dtype=np.int16)  # -1: the suffix has ended
@@ -269,11 +263,11 @@ class SubstringAutomaton(LazyAutomaton):
         return end - at
 
 
-def _suffix_array(data: np.ndarray, deadline: float) -> np.ndarray:
+def _suffix_array(data: np.ndarray) -> np.ndarray:
     """The start offsets of ``data``'s suffixes in lexicographic order (a suffix before its
     extensions), by prefix doubling: round k sorts by the first 2^k bytes, as pairs of
     ranks by the first 2^(k-1). Rounds stop once all ranks differ (after about log2 of the
-    longest repeated substring); :func:`check_time` runs between them."""
+    longest repeated substring, at most log2 of the length)."""
     n = len(data)
     if not n:
         return np.zeros(0, dtype=np.int64)
@@ -296,4 +290,3 @@ def _suffix_array(data: np.ndarray, deadline: float) -> np.ndarray:
         if dense[-1] == n - 1:
             return order
         step *= 2
-        check_time(deadline)

@@ -66,6 +66,7 @@ class LazyAutomaton:
         self.initial, self.budget = initial, budget
         self.lock = threading.RLock()  # guides on several threads may share one automaton
         self.stats = {"expanded": 0, "cleared": 0, "searched": 0, "gave_up": 0}
+        self.work = 0  # what expanding states has cost so far (see _cost)
         self._reset()
 
     def _reset(self) -> None:
@@ -127,7 +128,9 @@ class LazyAutomaton:
     def row(self, i: int) -> np.ndarray:
         """The successor ids of state ``i`` (int32 ``[256]``), expanding it if needed."""
         if not self._filled[i]:
-            targets, codes = self._expand(self.keys[i])
+            key = self.keys[i]
+            targets, codes = self._expand(key)
+            self.work += self._cost(key, targets)
             ids = np.fromiter((self.intern(t) for t in targets), np.int32, len(targets))
             self.table[i] = ids[codes]  # after interning: that may reallocate the table
             self._filled[i] = True
@@ -235,6 +238,12 @@ class LazyAutomaton:
     def _expand(self, key: Key) -> tuple[list[Key], np.ndarray]:
         raise NotImplementedError
 
+    def _cost(self, key: Key, targets: list[Key]) -> int:
+        """The work of one expansion in units that do not depend on the machine (the
+        eager budget, ``CompileBudget.eager_work``, counts them): here one per row and
+        successor."""
+        return 1 + len(targets)
+
     def _accepts(self, key: Key) -> bool:
         raise NotImplementedError
 
@@ -289,6 +298,11 @@ class SubsetAutomaton(LazyAutomaton):
 
     def _accepts(self, key) -> bool:
         return key != DEAD and self.final in key
+
+    def _cost(self, key, targets) -> int:
+        """One per NFA edge scanned and per successor closure (what ``_expand`` does)."""
+        return 1 + sum(len(self.nfa.edges[s]) for s in key) + \
+            sum(len(t) for t in targets if t != DEAD)
 
     def _distance(self, i: int) -> int:
         key, distances = self.keys[i], self._nfa_distances

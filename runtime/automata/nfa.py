@@ -9,7 +9,6 @@ expanded into UTF-8 byte-range sequences (:func:`utf8_sequences`). Building stop
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 
 from interegular import patterns as ip
@@ -23,18 +22,24 @@ NOT_NEWLINE = ((0, 9), (11, MAX_CODE_POINT))
 
 @dataclass(frozen=True)
 class CompileBudget:
-    """Limits per constraint. Complete DFAs are built while they stay within ``max_states``
-    and ``eager_seconds``; past that the lazy automaton of :mod:`lmq.runtime.automata.fsm_lazy`
-    serves instead, memoising at most ``memo_states`` states (by default as many as the
-    largest complete DFA, so the fallback never holds more memory than it). Only NFAs past
-    ``max_nfa_states`` or ``seconds``, or a language in which no search within
-    ``max_search_states`` finds a value, make a constraint an error.
+    """Limits per constraint, counted in work done, never in time, so a constraint compiles
+    the same way on any machine however busy. Complete DFAs are built while they stay
+    within ``max_states`` and the whole tree's expansions within ``eager_work`` (units of
+    :meth:`LazyAutomaton._cost <lmq.runtime.automata.fsm_lazy.LazyAutomaton._cost>`, about
+    a microsecond each on the build machine); past that the lazy automaton of
+    :mod:`lmq.runtime.automata.fsm_lazy` serves instead, memoising at most
+    ``memo_states`` states (by default as many as the largest complete DFA, so the fallback
+    never holds more memory than it). Only NFAs past ``max_nfa_states``, or a language in
+    which no search within ``max_search_states`` finds a value, make a constraint an error.
+    ``seconds`` is a last-resort guard of eager building alone: past it (a machine far
+    slower than any the budgets were measured on) the lazy automaton serves as well; it is
+    never an error.
     """
 
     max_states: int = 50_000  # DFA states built up front (a 1 KiB table row each)
     max_nfa_states: int = 200_000
-    seconds: float = 5.0  # vLLM's default compile timeout
-    eager_seconds: float = 0.5
+    eager_work: int = 1_000_000
+    seconds: float = 60.0
     memo_states: int = 50_000  # ~1.2 KiB each
     max_search_states: int = 20_000  # states one shortest-completion search may expand
 
@@ -85,16 +90,14 @@ class Nfa:
     """A Thompson NFA over bytes: ``edges[s]`` holds ``(first, last, target)`` byte ranges,
     ``eps[s]`` epsilon targets. Fragments are ``(start, end)`` pairs."""
 
-    def __init__(self, budget: CompileBudget, deadline: float) -> None:
+    def __init__(self, budget: CompileBudget) -> None:
         self.edges: list[list[tuple[int, int, int]]] = []
         self.eps: list[list[int]] = []
-        self.budget, self.deadline = budget, deadline
+        self.budget = budget
 
     def state(self) -> int:
         if len(self.edges) >= self.budget.max_nfa_states:
             raise too_large(f"more than {self.budget.max_nfa_states} NFA states")
-        if len(self.edges) % 4096 == 0:
-            check_time(self.deadline)
         self.edges.append([])
         self.eps.append([])
         return len(self.edges) - 1
@@ -222,8 +225,3 @@ def _complement(ranges) -> list[tuple[int, int]]:
 def too_large(detail: str, hint: str = "simplify the constraint or lower its repetition "
               "bounds") -> AutomatonLimitError:
     return AutomatonLimitError(f"constraint automaton too large: {detail}", hint=hint)
-
-
-def check_time(deadline: float) -> None:
-    if time.perf_counter() > deadline:
-        raise too_large("compilation exceeded its time budget", hint="simplify the constraint")

@@ -182,8 +182,6 @@ def test_truly_impossible_constraints_are_limit_errors():
         compile_regular(rg.Regex("(?:(?:x{0,100}){0,100}){0,100}"),
                         CompileBudget(max_nfa_states=9999))
     assert "constraint Regex(pattern='(?:(?:x{0,100})" in error.value.message
-    with pytest.raises(AutomatonLimitError, match="time budget"):
-        compile_regular(rg.Regex("x{0,60000}"), CompileBudget(seconds=0.0))
 
 
 def test_previously_failing_regex_decodes_on_tiny_random():

@@ -199,11 +199,14 @@ def test_state_budget_falls_back_to_a_lazy_automaton():
                         CompileBudget(max_nfa_states=9999))
 
 
-def test_time_budget():
-    lazy = compile_regular(rg.Regex("(a|b)*a(a|b){13}"), CompileBudget(eager_seconds=0.0))
+def test_the_work_budget_decides_eager_or_lazy_whatever_the_clock_says():
+    tree = rg.Regex("(a|b)*a(a|b){13}")  # 2**14 states, within max_states
+    assert not compile_regular(tree, CompileBudget(eager_work=10 ** 7)).lazy
+    lazy = compile_regular(tree, CompileBudget(eager_work=1000))
     assert lazy.lazy and dfa_accepts(lazy, b"a" * 14)
-    with pytest.raises(LmqCompileError, match="time budget"):
-        compile_regular(rg.Regex("(a|b){0,9000}"), CompileBudget(seconds=0.0))
+    # the wall-clock guard is a last resort: past it the automaton is lazy, never an error
+    late = compile_regular(rg.Regex("(a|b){0,900}"), CompileBudget(seconds=0.0))
+    assert late.lazy and dfa_accepts(late, b"ab" * 450) and not dfa_accepts(late, b"a" * 901)
 
 
 @pytest.mark.parametrize("pattern,offset,message", [
