@@ -74,7 +74,7 @@ def parse_decoder(decoder: str | DecoderSpec | None) -> DecoderSpec | None:
         raise LmqCompileError(f"not a decoder: {decoder!r}",
                               hint="for example argmax, sample(n=2), beam(n=3)")
     # A one-line standard-form program: the front end validates the clause.
-    return compile_cached(f'{text} ""', "<decoder>").decoder
+    return compile_cached(f'{text}\n    ""\n', "<decoder>").decoder
 
 
 class Query:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -52,9 +52,9 @@ class CheckedProgram:
     """A program that passed every check, with what a caller needs to run it.
 
     ``params`` and ``tools`` are the free names in order of first appearance (``tools``:
-    names that are only ever called); ``holes`` the top-level program's hole names in
-    order; ``queries`` the top-level query definitions; ``imports`` maps each imported
-    alias to ``(module, name)``.
+    names that are only ever called), ``uses`` the span of each one's first use;
+    ``holes`` the top-level program's hole names in order; ``queries`` the top-level query
+    definitions; ``imports`` maps each imported alias to ``(module, name)``.
     """
 
     program: ir.Program
@@ -64,6 +64,7 @@ class CheckedProgram:
     holes: tuple[str, ...]
     queries: Mapping[str, ir.QueryDef]
     imports: Mapping[str, tuple[str, str]]
+    uses: Mapping[str, Span] = field(default_factory=dict)
 
 
 def compile_source(text: str, filename: str = "<string>") -> CheckedProgram:
@@ -102,6 +103,7 @@ class _Checker:
         self.top = _Scope(None, bound_names(program.body), {}, kind="program")
         self.records: set[str] = set()  # record types defined so far
         self.free: dict[str, bool] = {}  # name -> only ever called (insertion = first use)
+        self.uses: dict[str, Span] = {}  # free name -> its first use
         self.pending: list[tuple[ir.Name, _Scope]] = []  # unknown names inside queries
         self.comprehension: list[set[str]] = []
         self.imports: dict[str, tuple[str, str]] = {}
@@ -147,7 +149,8 @@ class _Checker:
         tools = tuple(name for name, called in self.free.items() if called)
         return CheckedProgram(program, decoder, params, tools, tuple(dict.fromkeys(holes)),
                               MappingProxyType(dict(self.top.queries)),
-                              MappingProxyType(dict(self.imports)))
+                              MappingProxyType(dict(self.imports)),
+                              MappingProxyType(dict(self.uses)))
 
     # ------------------------------------------------------------ statements
 
@@ -285,6 +288,7 @@ class _Checker:
             self.pending.append((node, scope))
             return
         self.free[name] = self.free.get(name, True) and called
+        self.uses.setdefault(name, node.span)
 
     def expr(self, node: Any, scope: _Scope) -> None:
         if isinstance(node, ir.Name):

@@ -105,10 +105,10 @@ def run_cell(line: str, cell: str, namespace: dict[str, Any]) -> Any:
 def _verbose_html(result: Any) -> str:
     import html
 
-    stats = ", ".join(f"{k}: {v}" for k, v in result.stats.items())
+    stats = ", ".join(f"{k}: {_readable(v)}" for k, v in result.stats.items())
     calls = "".join(
-        "<tr>" + "".join(f"<td style='padding: 0 6px'>{html.escape(str(call.get(k, '')))}</td>"
-                         for k in ("model", "rows", "tokens_in", "tokens_out", "mask_ms"))
+        "<tr>" + "".join(f"<td style='padding: 0 6px'>{html.escape(_readable(call.get(k, '')))}"
+                         "</td>" for k in ("model", "rows", "tokens_in", "tokens_out", "mask_ms"))
         + "</tr>" for call in result.trace[:200])
     head = "".join(f"<th style='padding: 0 6px'>{k}</th>"
                    for k in ("model", "rows", "tokens in", "tokens out", "mask ms"))
@@ -117,6 +117,11 @@ def _verbose_html(result: Any) -> str:
     return (f"<div style='font-family: monospace; font-size: 12px'>"
             f"<div>{html.escape(stats)}</div><table><tr>{head}</tr>{calls}</table>{more}"
             f"</div>")
+
+
+def _readable(value: Any) -> str:
+    """A count as it is, a time (milliseconds or seconds) to two decimals."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 def load_ipython_extension(ipython: Any) -> None:

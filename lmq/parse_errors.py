@@ -55,6 +55,7 @@ class IndentationProblem(Exception):
         self.position = position
 
 
+DISTRIBUTION_FORM = "a distribution clause reads 'distribution VAR in [values]'"
 # Typical mistakes: (message, example programs that make the same mistake).
 SYNTAX_EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("missing ',' between items", (
@@ -70,7 +71,7 @@ SYNTAX_EXAMPLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("expected a model after 'from'", ('"[A]" from\n',)),
     ("prefer takes knowledge sources separated by '>': prefer instruction > context", (
         '"[A]" prefer\n', '"[A]" prefer instruction context\n', '"[A]" prefer instruction,\n')),
-    ("distribution takes NAME in [VALUES]", (
+    (DISTRIBUTION_FORM, (
         'argmax\n    "[A]"\ndistribution A\n', 'argmax\n    "[A]"\ndistribution A [1]\n')),
 )
 
@@ -262,6 +263,11 @@ def _named_token_error(source: Source, text: str, error: UnexpectedInput, positi
     misplaced = _misplaced_keyword(source, text, position)
     if misplaced is not None:
         return misplaced
+    if re.search(r"\b(distribution|DISTRIBUTION)\b", text[line_start:position]) or (
+            _clause_above(text, line_start) in ("distribution", "DISTRIBUTION")
+            and text[line_start:line_start + 1].isspace()):
+        return syntax_error(DISTRIBUTION_FORM, source, position,
+                            describe(text, position, token)[1])
     label = _match_examples(error, text, position, parser)
     if label is not None:
         return syntax_error(label, source, position, describe(text, position, token)[1])

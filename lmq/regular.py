@@ -171,14 +171,19 @@ def normalize_regex(pattern: str) -> str:
                 problem = "possessive quantifier"
             if problem:
                 raise _error(f"unsupported regular expression feature: {problem}", at)
+            if token == "{":  # Python would read it as a literal brace: almost always a typo
+                raise _error("incomplete repetition: close it as {m} or {m,n}, or write \\{ "
+                             "for a literal brace", at)
             in_class = token.startswith("[")
-            out.append(token)
+            out.append("\\}" if token == "}" else token)
         after_quantifier = token in ("*", "+", "?") or token[:1] == "{" and len(token) > 1
     result = "".join(out)
     try:
         interegular.parse_pattern(result)
     except (ip.Unsupported, ip.InvalidSyntax, ValueError) as e:  # ValueError: NoMatch
-        raise _error(f"unsupported regular expression: {e}", getattr(e, "index", 0)) from None
+        reason = str(e) or type(e).__name__.replace("InvalidSyntax", "invalid syntax")
+        raise _error(f"unsupported regular expression: {reason}", getattr(e, "index", 0)) \
+            from None
     return result
 
 

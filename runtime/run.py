@@ -40,14 +40,19 @@ def default_model(checked: CheckedProgram, model: Any = None,
 
 def check_parameters(checked: CheckedProgram, params: Mapping[str, Any],
                      tools: Mapping[str, Any]) -> None:
+    """Every parameter and tool given, nothing else; a missing one points at its first use
+    and suggests the closest unexpected name that was passed (a misspelt ``--arg``)."""
+    expected = set(checked.params) | set(checked.tools)
+    extra = [name for name in params if name not in expected]
+    source = checked.program.source
     for name in checked.params:
         if name not in params:
-            raise LmqParameterError(f"missing parameter '{name}'")
+            raise LmqParameterError(f"missing parameter '{name}'", checked.uses.get(name),
+                                    source, hint=did_you_mean(name, extra))
     for name in checked.tools:
         if name not in tools and name not in params:
             raise LmqParameterError(f"missing tool '{name}' (pass it with tools= or "
-                                    "--tools MODULE:NAME)")
-    expected = set(checked.params) | set(checked.tools)
+                                    "--tools MODULE:NAME)", checked.uses.get(name), source)
     for name in params:
         if name not in expected:
             raise LmqParameterError(f"unknown parameter '{name}'",

@@ -4,6 +4,7 @@ exact reference scorer, loaded once per session."""
 import importlib.util
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -14,6 +15,23 @@ os.environ.setdefault("LMQ_BACKEND", "transformers")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_VOCAB = 49_152
 SMOLLM2_EOS = 2
+
+
+@pytest.fixture
+def spawn():
+    """``spawn(args, **popen_kwargs)`` starts a process that is ended when the test ends,
+    however it ends (killed if still running, then waited for)."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args, **kwargs) -> subprocess.Popen:
+        started.append(subprocess.Popen(*args, **kwargs))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,17 @@ def test_decoder_flag(program, capsys):
     assert capsys.readouterr().out.count("--- result") == 2
     assert main(["run", str(program), "--decoder", "sampel"]) == 2
     assert "did you mean 'sample'" in capsys.readouterr().err
+    assert main(["run", str(program), "--decoder", "sampel(n=2)"]) == 2
+    err = capsys.readouterr().err
+    assert "<decoder>:1:1: error: unknown decoder 'sampel' (did you mean 'sample'?)" in err
+    assert '""' not in err  # the text lmq wraps the decoder in is not shown
+
+
+def test_a_missing_parameter_points_at_its_use_and_suggests_the_arg(program, capsys):
+    assert main(["run", str(program), "--model", "tiny-random", "--arg", "xx=a"]) == 2
+    err = capsys.readouterr().err
+    assert ":1:6: error: missing parameter 'x' (did you mean 'xx'?)" in err
+    assert "^" in err and "Traceback" not in err
 
 
 def test_tools_from_a_file(tmp_path, capsys, monkeypatch):
@@ -163,12 +174,12 @@ def test_logging_levels(program, tmp_path, monkeypatch):
     assert bad.returncode == 2 and "unknown log level" in bad.stderr
 
 
-def test_ctrl_c_flushes_finished_lines_and_exits_130(tmp_path):
+def test_ctrl_c_flushes_finished_lines_and_exits_130(tmp_path, spawn):
     (tmp_path / "slow.lmq").write_text('"{x}:[A]" where len(TOKENS(A)) == 60\n')
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"x": str(i)}) + "\n"
                                                for i in range(400)))
     out = tmp_path / "out.jsonl"
-    process = subprocess.Popen(
+    process = spawn(
         [*LMQ, "run", "slow.lmq", "--model", "tiny-random", "--inputs", "in.jsonl",
          "--output", str(out), "--batch-size", "1"], cwd=tmp_path,
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True)
@@ -184,12 +195,12 @@ def test_ctrl_c_flushes_finished_lines_and_exits_130(tmp_path):
     assert [r["line"] for r in written] == list(range(1, len(written) + 1))
 
 
-def test_progress_bar_on_a_terminal(tmp_path):
+def test_progress_bar_on_a_terminal(tmp_path, spawn):
     (tmp_path / "p.lmq").write_text(PROGRAM)
     (tmp_path / "in.jsonl").write_text('{"x": "a"}\n{"x": "b"}\n{"x": "c"}\n')
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    process = subprocess.Popen(
+    process = spawn(
         [*LMQ, "run", "p.lmq", "--model", "tiny-random", "--inputs", "in.jsonl",
          "--output", "out.jsonl", "--batch-size", "1"], cwd=tmp_path,
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=secondary,

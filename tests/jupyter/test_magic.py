@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -91,6 +92,8 @@ def test_verbose_shows_counts_and_calls(shell):
     shell.user_ns["country"] = "Chad"
     page = html_of(run(shell, "--model tiny-random -v", CELL))
     assert "forward_passes" in page and "tokens in" in page
+    times = re.findall(r"<td style='padding: 0 6px'>(\d+\.\d+)</td>", page)
+    assert times and all(len(t.split(".")[1]) == 2 for t in times)  # rounded for people
 
 
 def test_errors_show_the_caret_not_a_traceback(shell):

@@ -104,7 +104,7 @@ def test_a_subprocess_attack_has_no_traceback(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attack.lmq"]
 
 
-def test_ctrl_c_during_a_single_run_exits_130(tmp_path):
+def test_ctrl_c_during_a_single_run_exits_130(tmp_path, spawn):
     """SIGINT while the program loops (no hole yet) and while it decodes."""
     (tmp_path / "tools.py").write_text(
         "import sys\n"
@@ -113,7 +113,7 @@ def test_ctrl_c_during_a_single_run_exits_130(tmp_path):
         "    return 1\n")
     (tmp_path / "slow.lmq").write_text(
         "ready()\nn = 0\nwhile n >= 0:\n    n += 1\n")
-    process = subprocess.Popen(
+    process = spawn(
         [*LMQ, "run", "slow.lmq", "--model", "tiny-random", "--tools", "tools.py:ready"],
         cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True)
