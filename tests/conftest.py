@@ -148,3 +148,59 @@ class GuideChecks:
 @pytest.fixture(scope="session")
 def guide_checks(smollm2_index):
     return GuideChecks(smollm2_index)
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """``llama_server(gguf, slots=4)`` — the address of a llama-server serving ``gguf`` on
+    127.0.0.1, started once per session and file (ended, with its process group, when the
+    session ends). The binary is ``$LMQ_LLAMA_SERVER`` (``.ci/llama-server`` builds it and
+    prints its path; CI sets it); without it the test is skipped."""
+    import socket
+    import time
+    import urllib.request
+
+    binary = os.environ.get("LMQ_LLAMA_SERVER")
+    if not binary or not os.access(binary, os.X_OK):
+        pytest.skip("set LMQ_LLAMA_SERVER to a llama-server binary (.ci/llama-server builds one)")
+    servers: dict[tuple, tuple[subprocess.Popen, str]] = {}
+
+    def start(gguf, slots: int = 4) -> str:
+        key = (str(gguf), slots)
+        if key in servers:
+            return servers[key][1]
+        with socket.socket() as probe:  # a free port on the loopback interface
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = open(os.devnull, "wb")
+        process = subprocess.Popen(
+            [binary, "-m", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+             "-c", str(2048 * slots), "-np", str(slots), "-t", "2", "-fa", "on",
+             "--no-webui"], stdout=log, stderr=log, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        servers[key] = (process, url)
+        for _ in range(600):  # the model loads in about a second; bounded at ~5 minutes
+            if process.poll() is not None:
+                pytest.fail(f"llama-server exited with {process.returncode} on {gguf}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        return url
+            except OSError:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"llama-server did not become ready on {url}")
+
+    try:
+        yield start
+    finally:
+        import signal
+
+        for process, _ in servers.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)

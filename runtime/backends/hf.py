@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmq.runtime.backends.base import Backend, BackendStats, end_of_turn_ids
-from lmq.runtime.backends.hf_vocabulary import HfVocabulary
+from lmq.runtime.backends.base import Backend, BackendStats
+from lmq.runtime.backends.hf_vocabulary import HfVocabulary, eos_ids
 from lmq.runtime.backends.slot_cache import SlotCache, as_index
 
 
@@ -67,7 +67,8 @@ class TransformersBackend(Backend):
         config = model.config.get_text_config(decoder=True)
         head = model.get_output_embeddings()
         self.vocab_size = int(head.out_features if head is not None else config.vocab_size)
-        self.vocabulary = HfVocabulary(tokenizer, self.vocab_size, _eos_ids(model, tokenizer))
+        generation = getattr(model, "generation_config", None)
+        self.vocabulary = HfVocabulary(tokenizer, self.vocab_size, eos_ids(tokenizer, generation))
         self.context_length = int(getattr(config, "max_position_embeddings", 0) or 8192)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._compact_min = compact_min
@@ -358,20 +359,3 @@ class TransformersBackend(Backend):
                 if not 0 <= token < self.vocab_size:
                     raise ValueError(f"token id {token} outside the vocabulary "
                                      f"(0..{self.vocab_size - 1})")
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    """Tokenizer EOS ∪ generation-config EOS (int or list) ∪ chat end-of-turn tokens."""
-    ids: set[int] = set()
-    if tokenizer.eos_token_id is not None:
-        ids.add(int(tokenizer.eos_token_id))
-    generation = getattr(model, "generation_config", None)
-    eos = getattr(generation, "eos_token_id", None)
-    if isinstance(eos, int):
-        ids.add(eos)
-    elif eos is not None:
-        ids.update(int(e) for e in eos)
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
-    vocab = tokenizer.get_vocab()
-    ids |= end_of_turn_ids(template, lambda marker: vocab.get(marker))
-    return frozenset(ids)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lmq.runtime.backends.base import Vocabulary
+from lmq.runtime.backends.base import Vocabulary, end_of_turn_ids
 
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
@@ -103,3 +103,19 @@ class HfVocabulary(Vocabulary):
             return None
         return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
                                                   add_generation_prompt=add_generation_prompt)
+
+
+def eos_ids(tokenizer: Any, generation_config: Any = None) -> frozenset[int]:
+    """Tokenizer EOS ∪ generation-config EOS (int or list) ∪ chat end-of-turn tokens."""
+    ids: set[int] = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    eos = getattr(generation_config, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos is not None:
+        ids.update(int(e) for e in eos)
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
+    vocab = tokenizer.get_vocab()
+    ids |= end_of_turn_ids(template, lambda marker: vocab.get(marker))
+    return frozenset(ids)

@@ -4,7 +4,8 @@ A spec is a built-in name (``smollm2``, ``tiny-random``) or ``PREFIX:REST``, whe
 prefix names the backend that loads it: ``hf:PATH`` (a transformers model folder),
 ``gguf:FILE`` (a GGUF file, dequantised once into a transformers folder), ``llama:FILE``
 (a GGUF file run by llama.cpp as it is; ``llama:smollm2`` and ``llama:tiny-random`` are the
-built-in models there). A new backend
+built-in models there), ``llama-server:URL``, ``vllm:URL``, ``sglang:URL`` (a model on a
+serving engine, :mod:`lmq.runtime.backends.served_models`). A new backend
 is one entry of :data:`KINDS` and one module with two functions:
 
 * ``load(spec, *, device, dtype, adapter) -> Backend`` — a new backend for the spec
@@ -46,6 +47,11 @@ KINDS = (
          "gguf:FILE (a GGUF file, converted once for transformers)"),
     Kind("llama", "lmq.runtime.backends.llama_models",
          "llama:FILE (a GGUF file run by llama.cpp; llama:smollm2, llama:tiny-random)"),
+    Kind("llama-server", "lmq.runtime.backends.served_models",
+         "llama-server:http://HOST:PORT (llama.cpp's server)"),
+    Kind("vllm", "lmq.runtime.backends.served_models", "vllm:http://HOST:PORT (a vLLM server)"),
+    Kind("sglang", "lmq.runtime.backends.served_models",
+         "sglang:http://HOST:PORT (an SGLang server)"),
 )
 NAMES = {"smollm2": "hf", "tiny-random": "hf"}  # built-in names and the kind that loads them
 BACKEND_CHOICES = ("auto", "transformers", "llama")

@@ -39,11 +39,22 @@ class Counters:
     forced_tokens: int = 0
     tokens_reencoded: int = 0
     healed_tokens: int = 0  # prompt tokens taken over by the hole after them (token healing)
+    # prompt tokens a serving engine evaluated and took from its prefix cache, as it says
+    # (None: no request went to one)
+    server_computed_tokens: int | None = None
+    server_cached_tokens: int | None = None
 
     def as_dict(self) -> dict[str, int]:
-        data = dict(vars(self))
+        data = {key: value for key, value in vars(self).items() if value is not None}
         data["billable_tokens"] = self.prompt_tokens + self.generated_tokens
         return data
+
+    def add_server_tokens(self, computed: int | None, cached: int | None) -> None:
+        """Count a serving engine's report on one request."""
+        if computed is not None:
+            self.server_computed_tokens = (self.server_computed_tokens or 0) + computed
+        if cached is not None:
+            self.server_cached_tokens = (self.server_cached_tokens or 0) + cached
 
     def copy(self) -> Counters:
         return Counters(**vars(self))

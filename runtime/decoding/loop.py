@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,8 @@ import torch
 
 from lmq.decoders import DecoderSpec
 from lmq.errors import LmqError, LmqModelError
-from lmq.runtime.backends.base import ModelView
+from lmq.runtime.backends.base import Backend, ModelView
+from lmq.runtime.backends.served import ServedBackend
 from lmq.runtime.decoding.choosing import greedy_batch, pick_token, single_threaded
 from lmq.runtime.decoding.context import Counters, RowContext, forward_logits
 from lmq.runtime.decoding.features import hole_plan
@@ -32,6 +34,7 @@ from lmq.runtime.decoding.holes import HoleRun
 from lmq.runtime.decoding.instance import HoleRequest, ProgramInstance
 from lmq.runtime.decoding.model_runtime import ModelRuntime, ModelRuntimes
 from lmq.runtime.decoding.plans import Plan, review, text_before
+from lmq.runtime.decoding.remote import Outcome, check_supported, decode_remote
 
 ModelResolver = Callable[[Any], ModelView]  # inline `from` value (or None) -> model view
 
@@ -63,6 +66,7 @@ class Row:
     rng: torch.Generator | None = None
     score: float = 0.0
     error: LmqError | None = None
+    remote: Future | None = None  # the hole a serving engine is decoding
 
     @property
     def context(self) -> RowContext:
@@ -85,12 +89,15 @@ class Decoding:
 
     def __init__(self, decoder: DecoderSpec, resolve: ModelResolver, runtimes: ModelRuntimes,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 force_tokens: bool = True) -> None:
+                 force_tokens: bool = True, max_inflight: int | None = None) -> None:
         self.decoder = decoder
         self.resolve = resolve
         self.runtimes = runtimes
         self.on_event = on_event  # streaming: token and hole events, see _emit
         self.force_tokens = force_tokens
+        self.max_inflight = max_inflight  # per serving engine (None: the backend's own)
+        self._pools: dict[Backend, ThreadPoolExecutor] = {}
+        self._waiting: dict[Future, Row] = {}
         self.trace: list[TraceEntry] = []
         self.decisions: list[dict[str, Any]] = []  # fusion weights per step, per hole
         self.forward_passes = 0
@@ -102,13 +109,21 @@ class Decoding:
     def run(self, rows: list[Row], fail_fast: bool) -> list[Row]:
         """Decode until every row has finished or failed. With ``fail_fast`` the first
         error is raised; otherwise it is kept on its row and the other rows go on."""
-        for row in rows:
-            self._guard(row, self.advance, fail_fast)
-        while True:
-            live = self.still_live(rows, fail_fast)
-            if not live:
-                return rows
-            self.step(live, fail_fast)
+        try:
+            for row in rows:
+                self._guard(row, self.advance, fail_fast)
+            while True:
+                live = self.still_live(rows, fail_fast)
+                if not live:
+                    return rows
+                local = [row for row in live if row.remote is None]
+                if local:
+                    self.step(local, fail_fast)
+                self.collect(block=not local, fail_fast=fail_fast)
+        finally:
+            for pool in self._pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
+            self._pools.clear()
 
     def still_live(self, rows: list[Row], fail_fast: bool) -> list[Row]:
         """The active rows, after stopping those past their run's ``limits.timeout`` (a long
@@ -197,13 +212,25 @@ class Decoding:
                          row.state.context, row.state.role)
             if context.length == 0:
                 context.start_token(row.runtime.start_token)
+            served = self._served(row)
             if request.distribution is not None:
+                if served is not None:  # scored by the engine now, not after a forward
+                    served.append(context.handle, context.take_feed())
+                    self.distribution(row, None, request.distribution)
                 return
             if row.plan is not None:
+                if served is not None and row.plan.companions:
+                    raise served.unsupported_feature(
+                        "holes decoded with companion rows (fuse, contrastive prefer)",
+                        "decode them on a local model")
                 self._sync_companions(row)
                 row.plan.start_score = row.score
             row.hole = open_hole(request, context, row.runtime, self.decoder_for(row).max_tokens,
                                  row.plan is None, row.state.source)
+            if served is not None and row.hole.ending is None:
+                check_supported(row.hole, served, self.decoder_for(row))
+                self.submit(row)
+                return
             if row.hole.ending is None and self.force_tokens:
                 self.force(row)
             if row.hole.ending is None:
@@ -228,6 +255,49 @@ class Decoding:
             context.sync(companion.segments(row.state.context), row.state.role)
             if context.length == 0:
                 context.start_token(row.runtime.start_token)
+
+    # ------------------------------------------------------------ serving engines
+
+    def submit(self, row: Row) -> None:
+        """Hand the row's hole to its serving engine (:mod:`lmq.runtime.decoding.remote`);
+        at most ``max_inflight`` of an engine's holes are in flight, the others queue."""
+        backend, hole = row.context.backend, row.hole
+        assert isinstance(backend, ServedBackend) and hole is not None
+        pool = self._pools.get(backend)
+        if pool is None:
+            workers = self.max_inflight or backend.max_inflight
+            pool = self._pools[backend] = ThreadPoolExecutor(
+                workers, thread_name_prefix=f"lmq-{backend.engine}")
+        row.remote = pool.submit(decode_remote, hole, row.context, row.runtime,
+                                 self.decoder_for(row), row.rng, self.force_tokens)
+        self._waiting[row.remote] = row
+
+    def collect(self, block: bool, fail_fast: bool) -> None:
+        """Take the holes engines have finished (waiting for one when ``block``) and run
+        their rows on."""
+        if not self._waiting:
+            return
+        done, _ = wait(list(self._waiting), timeout=None if block else 0,
+                       return_when=FIRST_COMPLETED)
+        for future in [f for f in self._waiting if f in done]:  # in submission order
+            row = self._waiting.pop(future)
+            row.remote = None
+            self._guard(row, functools.partial(self._landed, future=future), fail_fast)
+
+    def _landed(self, row: Row, future: Future) -> None:
+        outcome: Outcome = future.result()  # the hole's error, if it failed, raised here
+        hole, runtime = row.hole, row.runtime
+        assert hole is not None and runtime is not None
+        for token in outcome.tokens:
+            self._emit(row, "token", text=runtime.text_bytes[token].decode("utf-8", "replace"),
+                       token=token)
+        row.score += sum(hole.logprobs) + outcome.end_logprob
+        self.forward_passes += 1
+        self.finish(row)
+
+    def _served(self, row: Row) -> ServedBackend | None:
+        backend = row.view.backend if row.view is not None else None
+        return backend if isinstance(backend, ServedBackend) else None
 
     def _context(self, row: Row) -> RowContext:
         view, runtime = row.view, row.runtime
@@ -362,13 +432,18 @@ class Decoding:
         row.context.sync(row.plan.segments(row.state.context), row.state.role)
         row.hole = open_hole(request, row.context, row.runtime, self.decoder_for(row).max_tokens,
                              row.plan is None, row.state.source)
+        served = self._served(row)
+        if served is not None and row.hole.ending is None:
+            self.submit(row)
+            return False
         if row.hole.ending is None and self.force_tokens:
             self.force(row)
         if row.hole.ending is not None:
             self.finish(row)
         return False
 
-    def distribution(self, row: Row, logits: torch.Tensor, values: Sequence[str]) -> None:
+    def distribution(self, row: Row, logits: torch.Tensor | None,
+                     values: Sequence[str]) -> None:
         """Score every value as a continuation in one batched pass; bind the likeliest."""
         runtime = row.runtime
         assert runtime is not None

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from lmq.runtime.backends.served import ServedBackend
 from lmq.runtime.decoding.context import RowContext, forward_logits
 from lmq.runtime.decoding.instance import Segment
 from lmq.runtime.decoding.model_choices import Combiner
@@ -98,7 +99,9 @@ def review(plan: Plan, context: RowContext, value: str, tokens: list[int],
         nonlocal passes
         context.close_hole(0, [])
         first = None
-        if context.pending:  # the hole ended before its first forward pass
+        if context.pending and isinstance(context.backend, ServedBackend):
+            context.backend.append(context.handle, context.take_feed())
+        elif context.pending:  # the hole ended before its first forward pass
             first = context.last_logits = forward_logits(
                 context.backend, {context.handle: context.take_feed()})[0]
             passes += 1
