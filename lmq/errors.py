@@ -7,7 +7,9 @@ caret under the offending text (LANGUAGE.md section 13).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -17,16 +19,30 @@ class Source:
     text: str
     filename: str = "<string>"
 
+    @cached_property
+    def line_starts(self) -> list[int]:
+        """The offset at which each line starts (lines end at ``\\n``), built once: every
+        span of the program asks for its position, so compiling stays linear."""
+        starts = [0]
+        find = self.text.find
+        at = find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
+        return starts
+
     def line_text(self, line: int) -> str:
-        lines = self.text.split("\n")  # as position() counts lines
-        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+        starts = self.line_starts
+        if not 0 < line <= len(starts):
+            return ""
+        end = starts[line] - 1 if line < len(starts) else len(self.text)
+        return self.text[starts[line - 1]:end].rstrip("\r")
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a 0-based character offset."""
         offset = max(0, min(offset, len(self.text)))
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return line, column
+        line = bisect.bisect_right(self.line_starts, offset)
+        return line, offset - self.line_starts[line - 1] + 1
 
     def span(self, start: int, end: int | None = None) -> Span:
         end = start + 1 if end is None else end
@@ -137,6 +153,19 @@ class LmqLimitError(LmqRuntimeError):
 
 class LmqModelError(LmqError):
     """A model cannot be found or loaded."""
+
+
+# What torch's and numpy's allocators say when they fail (they raise RuntimeError).
+_ALLOCATOR_FAILURES = ("bad_alloc", "DefaultCPUAllocator", "out of memory",
+                       "can't allocate memory", "Unable to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the process running out of memory: a ``MemoryError``, or an
+    allocator's failure raised as ``RuntimeError`` by torch or numpy."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and any(text in str(error)
+                                                for text in _ALLOCATOR_FAILURES))
 
 
 def did_you_mean(name: str, candidates) -> str | None:
