@@ -90,6 +90,9 @@ def check_predicates(hole: HoleRun, text: str) -> None:
     for predicate in hole.spec.predicates:
         try:
             ok = predicate.function(text, *predicate.args, **dict(predicate.kwargs))
+        except LmqError as error:  # the program's sandbox reporting the predicate's failure
+            raise LmqConstraintError(f"predicate '{predicate.name}' failed: {error.message}",
+                                     hole.span) from None
         except Exception as error:  # noqa: BLE001 - a host predicate may raise anything
             raise LmqConstraintError(f"predicate '{predicate.name}' raised "
                                      f"{type(error).__name__}: {error}") from None

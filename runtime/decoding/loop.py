@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from lmq.decoders import DecoderSpec
-from lmq.errors import LmqError, LmqModelError
+from lmq.errors import LmqError, LmqLimitError, LmqModelError, is_out_of_memory
 from lmq.runtime.backends.base import ModelView
 from lmq.runtime.decoding.choosing import greedy_batch, pick_token
 from lmq.runtime.decoding.context import Counters, RowContext, forward_logits
@@ -131,14 +131,25 @@ class Decoding:
 
     def _guard(self, row: Row, action: Callable[[Row], None], fail_fast: bool) -> None:
         try:
-            action(row)
+            try:
+                action(row)
+            except Exception as error:  # the last line of defence: the row ran out of memory
+                if not is_out_of_memory(error):
+                    raise
+                raise LmqLimitError("ran out of memory while decoding this row (lower "
+                                    "limits.memory, the batch size or the decoder's n)"
+                                    ) from None
         except LmqError as error:
             if fail_fast:
                 raise
-            row.error = error
-            self.release(row)
-            if self.on_event is not None:
-                self.on_event({"event": "failed", "instance": row.instance})
+            self.fail(row, error)
+
+    def fail(self, row: Row, error: LmqError) -> None:
+        """Stop ``row`` with ``error``, freeing its rows of the backend."""
+        row.error = error
+        self.release(row)
+        if self.on_event is not None:
+            self.on_event({"event": "failed", "instance": row.instance})
 
     def forward(self, rows: list[Row]) -> list[torch.Tensor]:
         """One forward pass per model over the contexts with queued tokens (others reuse
