@@ -37,6 +37,8 @@ UNARY: dict[str, Callable[[Any], Any]] = {
 }
 _UNDEFINED = object()
 _HELD_FROM = 512  # a partial result with this many items or characters is kept on `held`
+_FRESH_FROM = 4096  # bytes from which a value is charged only if fresh (smaller: always)
+_CHARGE_EVERY = 1 << 16  # bytes charged locally before the pool hears of them
 
 
 def _sizeable(value: Any) -> bool:
@@ -89,6 +91,7 @@ class Evaluator:
         self.callables = callables
         self.tick = budget.tick
         self.held: list[Any] = []  # partial results of the expressions being evaluated
+        self.charged = 0  # bytes charged since the pool last heard
         self.collisions = sizes.Collisions()
         self.dispatch: dict[type, Callable[[Any, Scope], Any]] = {
             ir.Name: self._name, ir.Const: lambda e, s: e.value, ir.FString: self._fstring,
@@ -139,9 +142,12 @@ class Evaluator:
             size = sys.getsizeof(value) + 24 * len(value)
         else:
             return value
-        if _refcount(value) > _FRESH_REFS + 1:
+        if size >= _FRESH_FROM and _refcount(value) > _FRESH_REFS + 1:
             return value
-        self.budget.pool.charge(size, value)
+        self.charged += size
+        if self.charged >= _CHARGE_EVERY:  # the pool hears of charges in batches
+            charged, self.charged = self.charged, 0
+            self.budget.pool.charge(charged, value)
         return value
 
     def _all(self, exprs: Iterable[ir.Expr], scope: Scope) -> list[Any]:
