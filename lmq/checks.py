@@ -6,8 +6,9 @@
 * names: a free name of the program is a parameter, or a tool when it is only ever
   called; a query body sees its parameters, its own variables and holes, the program's
   names, imports, builtins and tools, and nothing else;
-* the sandbox: imports only from ``lmq.stdlib``, only the allowed builtins, no name or
-  attribute starting with ``_``, no ``format``/``format_map``;
+* the sandbox: imports only from ``lmq.stdlib``, of names its modules export
+  (:mod:`lmq.imports`), only the allowed builtins, no name or attribute starting with
+  ``_``, no ``format``/``format_map``;
 * constraints: argument types of each atom where they are constants, regular
   expressions, the distribution variable, ``break``/``continue`` inside loops, calls of
   nested queries with the right arguments;
@@ -36,6 +37,7 @@ from lmq.errors import (
     Span,
     did_you_mean,
 )
+from lmq.imports import check_import
 from lmq.lower import lower_source, program_holes
 from lmq.names import bound_names, children, query_defs
 
@@ -265,6 +267,7 @@ class _Checker:
             self.private(alias, stmt)
             if scope is self.top:
                 self.imports[alias] = (module, name)
+        check_import(stmt, self.source)
 
     # ------------------------------------------------------------ expressions
 

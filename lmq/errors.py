@@ -72,14 +72,26 @@ class Span:
                     last.end_line, last.end_column, self.filename)
 
 
+SNIPPET_WIDTH = 120  # longer source lines are shown as a window around the caret
+
+
 def caret_snippet(source: Source, span: Span) -> str:
-    """The source line of ``span`` and a caret line under it, each indented by four spaces."""
+    """The source line of ``span`` and a caret line under it, each indented by four spaces;
+    a line longer than :data:`SNIPPET_WIDTH` is cut to a window around the caret."""
     text = source.line_text(span.line)
     if span.end_line == span.line:
         width = max(1, span.end_column - span.column)
     else:
         width = max(1, len(text) - span.column + 1)
-    return f"    {text}\n    {' ' * (span.column - 1)}{'^' * width}"
+    column = span.column
+    if len(text) > SNIPPET_WIDTH:
+        start = max(0, min(column - 1 - SNIPPET_WIDTH // 3, len(text) - SNIPPET_WIDTH))
+        head, tail = ("..." if start else ""), ("..." if start + SNIPPET_WIDTH < len(text)
+                                               else "")
+        text = head + text[start:start + SNIPPET_WIDTH] + tail
+        column = column - start + len(head)
+        width = max(1, min(width, len(text) - column + 1))
+    return f"    {text}\n    {' ' * (column - 1)}{'^' * width}"
 
 
 class LmqError(Exception):

@@ -380,8 +380,10 @@ class Decoding:
     def distribution(self, row: Row, logits: torch.Tensor, values: Sequence[str]) -> None:
         """Score every value as a continuation in one batched pass; bind the likeliest."""
         runtime = row.runtime
-        assert runtime is not None
+        assert runtime is not None and row.request is not None
         sequences = [runtime.vocabulary.encode(value) for value in values]
+        _check_scoring(sequences, len(runtime.text_bytes), row.state.limits.memory,
+                       row.request)
         scores = runtime.backend.score(row.context.handle, sequences, first_logits=logits)
         self.forward_passes += 1
         row.counters.forward_passes += 1
@@ -406,3 +408,17 @@ class Decoding:
             context.backend.release([context.handle])
         row.contexts.clear()
         row.companions.clear()
+
+
+def _check_scoring(sequences: Sequence[Sequence[int]], vocabulary: int, memory: int,
+                   request: HoleRequest) -> None:
+    """A distribution's scoring pass holds a row of logits (and one of log-probabilities)
+    per distinct prefix of its values: refuse, before allocating, more than
+    ``limits.memory`` allows."""
+    prefixes = {tuple(ids[:j]) for ids in sequences for j in range(1, len(ids))}
+    size = 8 * vocabulary * len(prefixes)
+    if size > memory:
+        raise LmqLimitError(f"scoring the {len(sequences):,} values of the distribution of "
+                            f"hole '{request.hole.name}' would hold {len(prefixes):,} rows of "
+                            f"{vocabulary:,} logits ({size:,} bytes), more than "
+                            f"{memory:,} (limits.memory)", request.hole.span)
