@@ -31,6 +31,7 @@ from lmq.emptiness import check_not_empty
 from lmq.errors import (
     LmqCompileError,
     LmqError,
+    LmqLimitError,
     LmqSandboxError,
     LmqSyntaxError,
     Source,
@@ -79,6 +80,9 @@ def compile_source(text: str, filename: str = "<string>") -> CheckedProgram:
     except RecursionError:
         raise LmqSyntaxError("the program is nested too deeply", source.span(0, 1),
                              source) from None
+    except MemoryError:  # the last line of defence; the compile budget should come first
+        raise LmqLimitError("ran out of memory while compiling the program", source.span(0, 1),
+                            source) from None
 
 
 def check(program: ir.Program) -> CheckedProgram:
