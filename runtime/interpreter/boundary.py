@@ -82,6 +82,11 @@ class Opaque:
                               "'is None' instead")
 
 
+def identity(value: Any) -> Any:
+    """What ``is`` compares: a handle's object, any other value itself."""
+    return value.value if type(value) is Opaque else value
+
+
 def describe(value: Any) -> str:
     """The type name errors use: an opaque object's own type."""
     return value.kind if type(value) is Opaque else type_name(value)

@@ -74,15 +74,17 @@ def _precheck_binop(op: str, left: Any, right: Any, limits: Limits,
 
 
 def compare(op: str, left: Any, right: Any, limits: Limits) -> Any:
-    """``left op right`` for one link of a comparison chain, its walk bounded first."""
-    _precheck_compare(op, left, right, limits)
+    """``left op right`` for one link of a comparison chain, its walk bounded first. Two
+    handles of one host object are the same object (``is``), as they are equal."""
+    if op in ("is", "is not"):
+        left, right = boundary.identity(left), boundary.identity(right)
+    else:
+        _precheck_compare(op, left, right, limits)
     return COMPARE[op](left, right)
 
 
 def _precheck_compare(op: str, left: Any, right: Any, limits: Limits) -> None:
     """Comparing containers walks them: bound the walk before Python does it."""
-    if op in ("is", "is not"):
-        return
     if op in ("in", "not in"):
         if isinstance(right, (list, tuple)):
             if isinstance(left, sizes.TEXT_TYPES):
