@@ -97,9 +97,12 @@ def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> in
         if progress is not None:
             stack.callback(progress.close)
         lines = read_inputs(source, q.limits.string_size)
-        while chunk := list(itertools.islice(lines, size)):
-            writer = _InOrder(out, [number for number, _ in chunk], progress)
-            _run_chunk(q, chunk, defaults, args.seed, stats, trace, writer.put)
+        try:
+            while chunk := list(itertools.islice(lines, size)):
+                writer = _InOrder(out, [number for number, _ in chunk], progress)
+                _run_chunk(q, chunk, defaults, args.seed, stats, trace, writer.put)
+        except _WriteFailed as error:
+            raise LmqRuntimeError(str(error)) from None
     if args.trace:
         write_trace(args.trace, trace, stats)
     log.info("%d line(s), %d failed; %s forward passes", out.lines, out.failed,
@@ -149,10 +152,15 @@ class _Output:
         except BrokenPipeError:
             raise
         except OSError as error:
-            raise LmqRuntimeError(f"cannot write {self.path}: {error.strerror or error} "
-                                  f"(after {self.lines:,} lines)") from None
+            # not an LmqError: it must stop the run, not fail the row being answered
+            raise _WriteFailed(f"cannot write {self.path}: {error.strerror or error} "
+                               f"(after {self.lines:,} lines)") from None
         self.lines += 1
         self.failed += not ok
+
+
+class _WriteFailed(Exception):
+    """The result lines cannot be written (:class:`_Output`)."""
 
 
 class _InOrder:

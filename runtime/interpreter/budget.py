@@ -39,11 +39,13 @@ class MemoryHolder(Protocol):
 
 class MemoryPool:
     """``limit`` bytes shared by the rows that joined it. The values made are charged as
-    they are made; once the charges pass a quarter of the limit, what every member still
-    holds is measured together (a value two rows share counts once)."""
+    they are made; once the charges pass a quarter of the limit (at most 128 MB), what
+    every member still holds is measured together (a value two rows share counts once).
+    So the rows hold at most the limit plus that slack."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.slack = max(min(limit // 4, 128 << 20), 1 << 20)
         self.members: weakref.WeakSet[Any] = weakref.WeakSet()
         self.charged = 0
 
@@ -54,7 +56,7 @@ class MemoryPool:
         """Account for ``size`` new bytes (``extra``: values just made that no member
         holds yet)."""
         self.charged += size
-        if self.charged > max(self.limit // 4, 1 << 20):
+        if self.charged > self.slack:
             self.check(*extra)
 
     def check(self, *extra: Any) -> None:
@@ -102,6 +104,7 @@ class Budget:
             if parent.deadline is not None and (budget.deadline is None
                                                 or parent.deadline < budget.deadline):
                 budget.deadline, budget.timeout = parent.deadline, parent.timeout
+            budget.enter_query(0)  # a program run by host code is a level of nesting
         return budget
 
     @staticmethod

@@ -229,11 +229,17 @@ def call(function: Any, args: tuple, kwargs: dict, expr: ir.Call, context: CallC
 
 def _nested(error: LmqError, expr: ir.Call) -> LmqError:
     """An error of a program a host call ran (the stdlib's, a Query tool's), pointing at
-    the call in this program; the message says where in that program it happened."""
+    the call in this program; the message says where in that program it happened (the
+    innermost one, when programs ran programs)."""
+    if getattr(error, "nested", False):
+        error.span, error.source = expr.span, None
+        return error
     where = f"{error.source.filename}:{error.span}" if error.source and error.span else \
         error.source.filename if error.source else ""
-    return type(error)(f"{error.message} (in the program {_describe(expr.func)} ran, at "
-                       f"{where})", expr.span, hint=error.hint)
+    outer = type(error)(f"{error.message} (in the program {_describe(expr.func)} ran, at "
+                        f"{where})", expr.span, hint=error.hint)
+    outer.nested = True  # type: ignore[attr-defined]
+    return outer
 
 
 # The objects of the standard library a program may hold as they are: model choices.
