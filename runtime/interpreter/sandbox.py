@@ -5,10 +5,11 @@ reachable: names resolve only to program variables, the builtins below, imported
 ``lmq.stdlib`` names and host tools; attributes resolve only on values of the basic types,
 never to names starting with ``_`` and never to ``format``/``format_map``.
 
-Values of a *subclass* of a basic type (``numpy.float64`` is a ``float``, a host's ``str``
-subclass...) have exactly the basic type's attributes, bound to the value: the subclass's
-own methods (``numpy.float64.tofile`` writes a file) stay out of reach. A function value is
-callable only if it is a builtin, a tool, an imported stdlib name or such a method.
+Host values reach a program only through :mod:`lmq.runtime.interpreter.boundary`, which
+makes every one exactly a basic value or an opaque handle. The one subclass of a basic
+type a program may hold is lmq's own (the standard library's ``Routed`` is a ``str``): it
+has exactly the basic type's attributes, bound to the value. A function value is callable
+only if it is a builtin, a tool, an imported stdlib name or a method of a basic value.
 
 Methods and builtins whose cost depends on their arguments are checked before they run
 (:func:`precheck_method`, :func:`precheck_builtin`) with the size bounds of
