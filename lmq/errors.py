@@ -101,6 +101,7 @@ class LmqError(Exception):
     """
 
     kind = "error"
+    nested = False  # the error of a program host code ran, pointed at the call that ran it
 
     def __init__(self, message: str, span: Span | None = None, source: Source | None = None,
                  hint: str | None = None) -> None:

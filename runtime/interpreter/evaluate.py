@@ -7,8 +7,8 @@ calls :meth:`Evaluator.evaluate` synchronously. Every name and attribute goes th
 
 Memory (``limits.memory``): each value an operation creates is charged to the row's
 memory pool (:class:`~lmq.runtime.interpreter.budget.MemoryPool`, shared by the rows of
-one instance); once the charges since the last measurement pass a quarter of the bound,
-the values the rows still hold (their variables and hole values, and the partial
+one instance); once the charges since the last measurement pass a quarter of the bound
+(at most 128 MB), the values the rows still hold (their variables and hole values, and the partial
 results of the expressions being evaluated, kept on ``held``) are measured, and a program
 holding more than the bound stops. Values that are only read (a variable, an item of a
 list) are not charged: a fresh value is one nothing else refers to yet.

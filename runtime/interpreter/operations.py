@@ -124,12 +124,9 @@ class Callables:
         self.builtins = {id(function): name for name, function in builtins_table.items()}
         self.stdlib: set[int] = set()
         self.tools = {id(tool) for tool in tools}
-        self.keep = [*builtins_table.values(), *tools]  # the ids stay theirs
 
     def add(self, values: Iterable[Any], stdlib: bool = False) -> None:
-        for value in values:
-            (self.stdlib if stdlib else self.tools).add(id(value))
-            self.keep.append(value)
+        (self.stdlib if stdlib else self.tools).update(id(value) for value in values)
 
     def kind(self, function: Any) -> str | None:
         """``"method"``, ``"builtin"``, ``"stdlib"``, ``"tool"``, or None: not callable."""
@@ -144,7 +141,7 @@ class Callables:
 
     def copy(self) -> Callables:
         twin = copy.copy(self)
-        twin.stdlib, twin.tools, twin.keep = set(self.stdlib), set(self.tools), list(self.keep)
+        twin.stdlib, twin.tools = set(self.stdlib), set(self.tools)
         return twin
 
 
@@ -231,14 +228,14 @@ def _nested(error: LmqError, expr: ir.Call) -> LmqError:
     """An error of a program a host call ran (the stdlib's, a Query tool's), pointing at
     the call in this program; the message says where in that program it happened (the
     innermost one, when programs ran programs)."""
-    if getattr(error, "nested", False):
+    if error.nested:
         error.span, error.source = expr.span, None
         return error
     where = f"{error.source.filename}:{error.span}" if error.source and error.span else \
         error.source.filename if error.source else ""
     outer = type(error)(f"{error.message} (in the program {_describe(expr.func)} ran, at "
                         f"{where})", expr.span, hint=error.hint)
-    outer.nested = True  # type: ignore[attr-defined]
+    outer.nested = True
     return outer
 
 
@@ -303,5 +300,3 @@ def _describe(func: ir.Expr) -> str:
     if isinstance(func, ir.Attribute):
         return f"'.{func.attr}'"
     return "this expression"
-
-

@@ -63,8 +63,8 @@ class ProgramState:
         self.budget = budget or Budget.start(limits)
         self.limits = limits = self.budget.limits
         self.budget.pool.join(self)
-        builtins_table = sandbox.make_builtins(limits, output or (lambda text: print(text,
-                                                                                end="")))
+        output = output or (lambda text: print(text, end=""))
+        builtins_table = sandbox.make_builtins(limits, output)
         names = {**builtins_table, **tools}
         self.names = names
         self.evaluator = Evaluator(self.budget, Callables(builtins_table, tools.values()))

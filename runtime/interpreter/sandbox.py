@@ -100,7 +100,6 @@ def make_builtins(limits: Limits, output: Callable[[str], None]) -> dict[str, An
     replaced = {"range": bounded_range, "print": sandbox_print, "enumerate": eager_enumerate,
                 "zip": eager_zip, "reversed": eager_reversed}
     for name, function in replaced.items():
-        function.lmq_builtin = True  # type: ignore[attr-defined]
         function.__name__ = name
         table[name] = function
     return table
