@@ -4,9 +4,10 @@ Programs import names with ``from lmq.stdlib.MODULE import NAME`` (only the name
 module's ``__all__``, checked when the program compiles; they arrive as callables and
 return plain values); host code imports the modules as usual. Every function checks its
 arguments by type before using them and bounds its work by the calling program's limits
-(:mod:`lmq.stdlib.arguments`); programs it runs spend that program's budget. A ``model=None`` argument means the default model (``LMQ_MODEL``,
-the configuration, else ``smollm2``), not the model of the program that calls the
-function: pass ``model=`` to use another.
+(:mod:`lmq.stdlib.arguments`); programs it runs spend that program's budget. A
+``model=None`` argument means the default model (``LMQ_MODEL``, the configuration, else
+``smollm2``), not the model of the program that calls the function: pass ``model=`` to
+use another.
 
 * :mod:`lmq.stdlib.labels` — ``classify`` into a fixed label set by ``LABELS`` decoding,
   by scoring every label in one batched pass, or by free generation parsed afterwards;

@@ -109,11 +109,9 @@ def flag(value: Any, name: str, function: str) -> bool:
 
 def choice(value: Any, name: str, function: str, options: Sequence[str]) -> str:
     if not _is(value, str) or value not in options:
+        got = repr(value) if _is(value, str) else describe(value)
         raise ArgumentError(f"{function}(): '{name}' must be one of "
-                              f"{', '.join(map(repr, options))}, not {value!r}"
-                              if _is(value, str) else
-                              f"{function}(): '{name}' must be one of "
-                              f"{', '.join(map(repr, options))}, not {describe(value)}")
+                            f"{', '.join(map(repr, options))}, not {got}")
     return str.__str__(value)
 
 

@@ -106,8 +106,8 @@ def classify(text: str, labels: Sequence[str], multi: bool = False, sep: str = "
     text = arguments.text(text, "text", name)
     labels = arguments.texts(labels, "labels", name)
     if not labels or len(set(labels)) != len(labels):
-        raise arguments.ArgumentError("classify(): 'labels' must be a non-empty list of distinct "
-                              "strings")
+        raise arguments.ArgumentError("classify(): 'labels' must be a non-empty list of "
+                                      "distinct strings")
     multi, scores, calibrate = (arguments.flag(value, flag, name) for value, flag in (
         (multi, "multi"), (scores, "scores"), (calibrate, "calibrate")))
     sep, kind = arguments.text(sep, "sep", name), arguments.text(kind, "kind", name)
@@ -234,7 +234,7 @@ def _calibration_items(items: Any) -> tuple[list[dict[str, float]], list[set[str
     for item in items:
         if type(item) is not dict or type(item.get("scores")) is not dict:
             raise arguments.ArgumentError(f"{name}(): each item must be a dict with "
-                                            "'scores' (a dict) and 'labels'")
+                                          "'scores' (a dict) and 'labels'")
         scores = {arguments.text(label, "scores", name):
                   arguments.number(p, "scores[...]", name)
                   for label, p in item["scores"].items()}

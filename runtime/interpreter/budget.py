@@ -160,9 +160,9 @@ class Budget:
 
     def tick(self) -> None:
         """One statement or loop iteration (the interpreter's hot path)."""
-        self.steps += 1
-        if self.parent is not None or self.steps > self.limits.steps:
-            self.steps -= 1
+        if self.parent is None and self.steps < self.limits.steps:
+            self.steps += 1  # the common case, without a call
+        else:
             self.spend(1)
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.check_deadline()

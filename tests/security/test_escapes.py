@@ -11,22 +11,16 @@ import os
 
 import numpy as np
 import pytest
+from programs import interpret
 
 from lmq.checks import compile_source
 from lmq.errors import LmqError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
-from lmq.runtime.interpreter.program import ProgramState
 
 SANDBOX = "(sandbox)"
 
 
-def run(source: str, params=None, tools=None, limits=None, fill: str = "x"):
-    checked = compile_source(source, "attack.lmq")
-    state = ProgramState(checked.program, params or {}, tools or {}, limits or Limits(),
-                         output=lambda text: None)
-    while state.run() is not None:
-        state.fill(fill)
-    return state
+run = interpret
 
 
 def refused(source: str, *, params=None, tools=None, kind=LmqError) -> LmqError:

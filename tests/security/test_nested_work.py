@@ -11,9 +11,9 @@ fails the check of the rule it must name.
 from __future__ import annotations
 
 import pytest
+from programs import interpret
 
 import lmq
-from lmq.checks import compile_source
 from lmq.errors import LmqLimitError
 from lmq.limits import Limits
 from lmq.runtime.interpreter.budget import Budget
@@ -89,13 +89,8 @@ def test_a_budget_outside_a_host_call_has_no_parent():
 # ------------------------------------------------------------------ bounded work
 
 
-def run(source: str, limits: Limits | None = None, params=None) -> ProgramState:
-    limits = limits or Limits(timeout=HANG_GUARD)
-    checked = compile_source(source, "work.lmq")
-    state = ProgramState(checked.program, params or {}, {}, limits, output=lambda t: None)
-    while state.run() is not None:
-        state.fill("x")
-    return state
+def run(source: str) -> ProgramState:
+    return interpret(source, limits=Limits(timeout=HANG_GUARD))
 
 
 @pytest.mark.parametrize("source, rule", [

@@ -13,13 +13,11 @@ import collections
 
 import numpy as np
 import pytest
+from programs import interpret
 
 import lmq
-from lmq.checks import compile_source
 from lmq.errors import LmqError, LmqParameterError, LmqRuntimeError, LmqSandboxError
-from lmq.limits import Limits
 from lmq.runtime.backends.base import Backend
-from lmq.runtime.interpreter.program import ProgramState
 
 TINY = "tiny-random"
 
@@ -75,18 +73,12 @@ def no_host_code():
     assert CANARY.tripped == []
 
 
-def run(source: str, params=None, tools=None, limits=None, fill: str = "x"):
-    checked = compile_source(source, "attack.lmq")
-    state = ProgramState(checked.program, params or {}, tools or {}, limits or Limits(),
-                         output=lambda text: None)
-    while state.run() is not None:
-        state.fill(fill)
-    return state
+run = interpret
 
 
 def refused(source: str, kind=LmqError, **kwargs) -> LmqError:
     with pytest.raises(kind) as info:
-        run(source, **kwargs)
+        interpret(source, **kwargs)
     assert str(info.value)
     return info.value
 
