@@ -24,7 +24,7 @@ from typing import Any
 
 from lmq.checks import CheckedProgram, compile_source
 from lmq.config import caching_enabled, default_batch_size, default_decoder_text
-from lmq.decoders import DecoderSpec
+from lmq.decoders import DecoderSpec, check_seed
 from lmq.errors import LmqCompileError, LmqError, LmqParameterError
 from lmq.limits import Limits
 from lmq.result import BatchResults, Result
@@ -198,6 +198,7 @@ class Query:
             decoder = parse_decoder(default_decoder_text())
         decoder = decoder or self.checked.decoder
         if seed is not None:
+            check_seed(seed)
             decoder = dataclasses.replace(decoder, seed=seed)
         return decoder
 

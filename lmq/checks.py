@@ -6,8 +6,9 @@
 * names: a free name of the program is a parameter, or a tool when it is only ever
   called; a query body sees its parameters, its own variables and holes, the program's
   names, imports, builtins and tools, and nothing else;
-* the sandbox: imports only from ``lmq.stdlib``, only the allowed builtins, no name or
-  attribute starting with ``_``, no ``format``/``format_map``;
+* the sandbox: imports only from ``lmq.stdlib``, of names its modules export
+  (:mod:`lmq.imports`), only the allowed builtins, no name or attribute starting with
+  ``_``, no ``format``/``format_map``;
 * constraints: argument types of each atom where they are constants, regular
   expressions, the distribution variable, ``break``/``continue`` inside loops, calls of
   nested queries with the right arguments;
@@ -30,6 +31,7 @@ from lmq.emptiness import check_not_empty
 from lmq.errors import (
     LmqCompileError,
     LmqError,
+    LmqLimitError,
     LmqSandboxError,
     LmqSyntaxError,
     Source,
@@ -77,6 +79,9 @@ def compile_source(text: str, filename: str = "<string>") -> CheckedProgram:
     except RecursionError:
         raise LmqSyntaxError("the program is nested too deeply", source.span(0, 1),
                              source) from None
+    except MemoryError:  # the last line of defence; the compile budget should come first
+        raise LmqLimitError("ran out of memory while compiling the program", source.span(0, 1),
+                            source) from None
 
 
 def check(program: ir.Program) -> CheckedProgram:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from lmq import ir
 from lmq.errors import did_you_mean
+from lmq.imports import check_import
 from lmq.names import bound_names
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def import_(checker: _Checker, stmt: ir.Import, scope: _Scope) -> None:
         checker.private(alias, stmt)
         if scope is checker.top:
             checker.imports[alias] = (module, name)
+    check_import(stmt, checker.source)
 
 
 def attribute(checker: _Checker, node: ir.Attribute, scope: _Scope) -> bool:

@@ -13,12 +13,24 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmq.errors import LmqCompileError, LmqError, LmqParameterError, LmqSyntaxError
+from lmq.errors import (
+    LmqCompileError,
+    LmqError,
+    LmqLimitError,
+    LmqParameterError,
+    LmqRuntimeError,
+    LmqSyntaxError,
+    is_out_of_memory,
+    one_line,
+)
 
 USAGE_ERRORS = (LmqSyntaxError, LmqCompileError, LmqParameterError)
 
@@ -131,7 +143,21 @@ def load_tools(specs: Sequence[str]) -> dict[str, Any]:
             tools[name] = getattr(module, name)
         except (ImportError, AttributeError, OSError) as error:
             raise UsageError(f"cannot load tool {spec!r}: {error}") from None
+        except Exception as error:  # the tool's module does not compile, or raises
+            message = error.msg if isinstance(error, SyntaxError) else str(error)
+            raise UsageError(f"cannot load tool {spec!r}: {_where(error)}"
+                             f"{type(error).__name__}: {message}") from None
     return tools
+
+
+def _where(error: BaseException) -> str:
+    """``FILE:LINE: `` of a syntax error, or of the last frame of a module's code that
+    raised while it was imported (the frames of Python's import machinery skipped)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}: "
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if "importlib" not in frame.filename and frame.filename != __file__]
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
 def _load_file(path: Path) -> Any:
@@ -203,6 +229,7 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageError("--batch-size must be a positive integer")
     if (args.output or args.batch_size) and not args.inputs:
         raise UsageError("--output and --batch-size need --inputs")
+    check_outputs(args)
     q = query(_existing(args.file), model=args.model, tools=load_tools(args.tools),
               decoder=args.decoder, limits=_limits(args))
     if args.inputs:
@@ -241,18 +268,70 @@ def _limits(args: argparse.Namespace) -> Any:
                          .replace("limits.steps", "--max-steps")) from None
 
 
-def write_trace(path: str, trace: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an output (``--output``, ``--trace``) that is one of the inputs (the program,
+    ``--inputs``, a ``--tools`` file) or the other output: the same file, also through a
+    link, would be overwritten while it is read."""
+    inputs = {"the program": args.file, "--inputs": args.inputs}
+    inputs.update({f"--tools {spec}": spec.rpartition(":")[0] for spec in args.tools})
+    outputs = {"--output": args.output, "--trace": args.trace}
+    for flag, output in outputs.items():
+        if not output or not Path(output).exists():
+            continue
+        others = {**inputs, **{f: o for f, o in outputs.items() if f != flag}}
+        for what, path in others.items():
+            if path and path != "-" and Path(path).exists() and _same(output, path):
+                raise UsageError(f"{flag} {output} is {what} ({path}); it would be "
+                                 "overwritten", hint="write to another file")
+
+
+def _same(a: str, b: str) -> bool:
     try:
-        Path(path).write_text(json.dumps({"calls": trace, "stats": stats}, indent=2,
-                                         ensure_ascii=False) + "\n", encoding="utf-8")
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write_trace(path: str, trace: list[dict[str, Any]], stats: dict[str, Any]) -> None:
+    """Write the trace to a temporary file renamed over ``path``: a full disk leaves no
+    partial file."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        temporary.write_text(json.dumps({"calls": trace, "stats": stats}, indent=2,
+                                        ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(temporary, target)
     except OSError as error:
-        raise LmqError(f"cannot write trace {path}: {error}") from None
+        temporary.unlink(missing_ok=True)
+        raise LmqRuntimeError(f"cannot write the trace {path}: {error.strerror or error}"
+                              ) from None
 
 
 def _existing(path: str) -> str:
     if not Path(path).is_file():
         raise UsageError(f"no such file: {path}")
     return path
+
+
+def _command(args: argparse.Namespace) -> int:
+    setup_logging(args)
+    if args.command == "version":
+        from lmq import __version__
+
+        print(f"lmq {__version__}")
+        return 0
+    if args.command == "check":
+        return command_check(args)
+    if args.command == "models":
+        return command_models(args)
+    return command_run(args)
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    """The first Ctrl-C stops the command; later ones, while it stops and Python exits,
+    are ignored (they would interrupt the shutdown with a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,28 +343,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0) and 2
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _interrupted) if main_thread else None
     try:
-        setup_logging(args)
-        if args.command == "version":
-            from lmq import __version__
-
-            print(f"lmq {__version__}")
-            return 0
-        if args.command == "check":
-            return command_check(args)
-        if args.command == "models":
-            return command_models(args)
-        return command_run(args)
+        code = _command(args)
+        sys.stdout.flush()  # a full disk shows now, as an error, not at exit
     except KeyboardInterrupt:
         print("lmq: interrupted", file=sys.stderr)
-        return 130
+        return 130  # SIGINT stays ignored: the process is ending
     except BrokenPipeError:  # `lmq run ... | head`: the reader left; not an error of ours
-        try:
-            # no second error when Python flushes stdout at exit; open for the process
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
-        return 0
+        _drop_stdout()
+        code = 0
+    except OSError as error:  # standard output cannot be written (a full disk)
+        _drop_stdout()
+        print(f"error: cannot write the output: {error.strerror or error}", file=sys.stderr)
+        code = 1
     except LmqError as error:
         print(str(error), file=sys.stderr)
-        return 2 if isinstance(error, (*USAGE_ERRORS, UsageError)) else 1
+        code = 2 if isinstance(error, (*USAGE_ERRORS, UsageError)) else 1
+    except Exception as error:  # the last line of defence: the process ran out of memory
+        if not is_out_of_memory(error):
+            raise
+        print(LmqLimitError(f"ran out of memory while running the command ({one_line(error)})"),
+              file=sys.stderr)
+        code = 1
+    if main_thread:
+        signal.signal(signal.SIGINT, previous)
+    return code
+
+
+def _drop_stdout() -> None:
+    """No second error when Python flushes standard output at exit."""
+    try:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - open for the process
+    except OSError:
+        pass

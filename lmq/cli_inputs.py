@@ -1,10 +1,13 @@
 """``lmq run --inputs``: one program instance per JSONL line, decoded ``--batch-size`` at a
-time in lockstep, one result (or error) line written per input line, in input order."""
+time in lockstep, one result (or error) line written per input line, in input order. The
+input is read as it is needed, one line at a time, each at most ``limits.string_size``
+bytes."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import sys
@@ -13,85 +16,160 @@ from pathlib import Path
 from typing import IO, Any
 
 from lmq.cli import UsageError, write_trace
-from lmq.errors import LmqError
+from lmq.errors import LmqError, LmqRuntimeError
 
 log = logging.getLogger("lmq")
+MAX_SKIPPED = 10  # an over-long line is skipped up to this many times the line limit
 
 
-def read_inputs(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def read_inputs(stream: IO[bytes], max_bytes: int) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """``(line number, parameters or the reason the line is bad)`` for each non-blank
-    line; a UTF-8 BOM and CRLF line ends are accepted."""
+    line of ``stream``, read one line at a time; a UTF-8 BOM and CRLF line ends are
+    accepted. A line longer than ``max_bytes`` is a bad line and is skipped; reading stops
+    with an error after ``MAX_SKIPPED x max_bytes`` bytes without a line end."""
+    number = 0
+    while True:
+        raw = stream.readline(max_bytes + 1)
+        if not raw:
+            return
+        number += 1
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        if len(raw) > max_bytes and not raw.endswith(b"\n"):
+            _skip_line(stream, number, max_bytes)
+            yield number, f"line {number} is longer than {max_bytes:,} bytes"
+            continue
+        yield from _parse_line(number, raw)
+
+
+def _skip_line(stream: IO[bytes], number: int, max_bytes: int) -> None:
+    """Read past the rest of an over-long line, at most ``MAX_SKIPPED x max_bytes``."""
+    for _ in range(MAX_SKIPPED):
+        rest = stream.readline(max_bytes)
+        if not rest or rest.endswith(b"\n"):
+            return
+    raise LmqRuntimeError(f"line {number} of the inputs goes on for more than "
+                          f"{MAX_SKIPPED * max_bytes:,} bytes without a line end; stopped "
+                          "reading")
+
+
+def _parse_line(number: int, raw: bytes) -> Iterator[tuple[int, dict[str, Any] | str]]:
     try:
-        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as error:
-        raise UsageError(f"cannot read {path}: {error}") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            yield number, (f"line {number} is not valid UTF-8 ({error.reason} at byte "
-                           f"{error.start + 1})")
-            continue
-        if not text.strip():
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            yield number, (f"line {number} is not valid JSON: {error.msg} (column "
-                           f"{error.colno})")
-            continue
-        except (ValueError, RecursionError) as error:  # huge integers, deep nesting
-            reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
-            yield number, f"line {number} is not usable JSON: {reason}"
-            continue
-        if not isinstance(value, dict):
-            yield number, f"line {number} is not a JSON object of parameters"
-            continue
-        yield number, value
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        yield number, (f"line {number} is not valid UTF-8 ({error.reason} at byte "
+                       f"{error.start + 1})")
+        return
+    if not text.strip():
+        return
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        yield number, f"line {number} is not valid JSON: {error.msg} (column {error.colno})"
+        return
+    except (ValueError, RecursionError) as error:  # huge integers, deep nesting
+        reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
+        yield number, f"line {number} is not usable JSON: {reason}"
+        return
+    if not isinstance(value, dict):
+        yield number, f"line {number} is not a JSON object of parameters"
+        return
+    yield number, value
 
 
 def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> int:
-    """One instance per input line, ``--batch-size`` at a time in lockstep; each answer
-    line is written (and flushed) in input order as soon as its instance and every line
-    before it are done."""
+    """One instance per input line, ``--batch-size`` at a time in lockstep, the lines read
+    as they are needed; each answer line is written (and flushed) in input order as soon
+    as its instance and every line before it are done."""
     from lmq.config import default_batch_size
 
     size = args.batch_size or default_batch_size()
-    lines = list(read_inputs(args.inputs))
     trace: list[dict[str, Any]] = []
     stats: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        out: IO[str] = sys.stdout
-        if args.output:
-            try:
-                out = stack.enter_context(open(args.output, "w", encoding="utf-8",
-                                               newline="\n", errors="backslashreplace"))
-            except OSError as error:
-                raise UsageError(f"cannot write {args.output}: {error}") from None
-        progress = _progress(len(lines))
+        try:
+            source = sys.stdin.buffer if args.inputs == "-" else \
+                stack.enter_context(open(args.inputs, "rb"))
+        except OSError as error:
+            raise UsageError(f"cannot read {args.inputs}: {error.strerror or error}") from None
+        out = stack.enter_context(_Output(args.output))
+        progress = _progress(args.inputs)
         if progress is not None:
             stack.callback(progress.close)
-        writer = _InOrder(out, [number for number, _ in lines], progress)
-        for start in range(0, len(lines), size):
-            _run_chunk(q, lines[start:start + size], defaults, args.seed, stats, trace,
-                       writer.put)
+        lines = read_inputs(source, q.limits.string_size)
+        try:
+            while chunk := list(itertools.islice(lines, size)):
+                writer = _InOrder(out, [number for number, _ in chunk], progress)
+                _run_chunk(q, chunk, defaults, args.seed, stats, trace, writer.put)
+        except _WriteFailed as error:
+            raise LmqRuntimeError(str(error)) from None
     if args.trace:
         write_trace(args.trace, trace, stats)
-    log.info("%d line(s), %d failed; %s forward passes", len(lines), writer.failed,
+    log.info("%d line(s), %d failed; %s forward passes", out.lines, out.failed,
              stats.get("forward_passes", 0))
-    return 1 if writer.failed else 0
+    return 1 if out.failed else 0
+
+
+class _Output:
+    """The result lines' destination (``--output`` or standard output). Each line is one
+    write; on a file, a write that fails (a full disk) is undone, so the file ends with the
+    last whole line, and the failure is an ``LmqRuntimeError`` naming the path."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path or "standard output"
+        self.lines = self.failed = 0
+        self.file: IO[bytes] | None = None
+        if path is not None:
+            try:
+                # unbuffered: a line is on disk (or refused) when write returns
+                self.file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by __exit__
+            except OSError as error:
+                raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+
+    def __enter__(self) -> _Output:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def write(self, line: str, ok: bool) -> None:
+        data = line.encode("utf-8", "backslashreplace") + b"\n"
+        try:
+            if self.file is None:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            else:
+                end = self.file.tell()
+                try:
+                    view = memoryview(data)
+                    while view:  # a raw write may take part of the line
+                        view = view[self.file.write(view) or 0:]
+                except OSError:
+                    with contextlib.suppress(OSError):  # no partial last line
+                        self.file.truncate(end)
+                    raise
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            # not an LmqError: it must stop the run, not fail the row being answered
+            raise _WriteFailed(f"cannot write {self.path}: {error.strerror or error} "
+                               f"(after {self.lines:,} lines)") from None
+        self.lines += 1
+        self.failed += not ok
+
+
+class _WriteFailed(Exception):
+    """The result lines cannot be written (:class:`_Output`)."""
 
 
 class _InOrder:
     """Writes answer lines in input order: an answer waits only for the lines before it."""
 
-    def __init__(self, out: IO[str], numbers: list[int], progress: Any) -> None:
+    def __init__(self, out: _Output, numbers: list[int], progress: Any) -> None:
         self.out, self.numbers, self.progress = out, numbers, progress
         self.ready: dict[int, Any] = {}
         self.next = 0
-        self.failed = 0
 
     def put(self, number: int, answer: Any) -> None:
         self.ready[number] = answer
@@ -99,10 +177,8 @@ class _InOrder:
             line = self.numbers[self.next]
             record, ok = _record(line, self.ready.pop(line))
             if not ok:
-                self.failed += 1
                 log.info("line %d failed: %s", line, record["error"].splitlines()[0])
-            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self.out.flush()  # a Ctrl-C later keeps every line written so far
+            self.out.write(json.dumps(record, ensure_ascii=False), ok)
             if self.progress is not None:
                 self.progress.update(1)
             self.next += 1
@@ -147,12 +223,26 @@ def _merge(total: dict[str, Any], part: dict[str, Any]) -> None:
             total[key] = value
 
 
-def _progress(total: int) -> Any:
-    """A tqdm bar on stderr when it is a terminal (and tqdm is installed), else None."""
+def _progress(path: str) -> Any:
+    """A tqdm bar on stderr when it is a terminal (and tqdm is installed), else None; its
+    total is the non-blank lines of ``path`` when it is a regular file."""
     if not sys.stderr.isatty():
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
+    total = _count_lines(path) if path != "-" and Path(path).is_file() else None
     return tqdm(total=total, unit="line", file=sys.stderr, dynamic_ncols=True)
+
+
+def _count_lines(path: str) -> int:
+    """The non-blank lines of a file, read in blocks (a line may be of any length)."""
+    count, content = 0, False
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            for piece in block.split(b"\n")[:-1] if b"\n" in block else ():
+                count += content or bool(piece.strip())
+                content = False
+            content = content or bool(block.rpartition(b"\n")[2].strip())
+    return count + content

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmq import ir
-from lmq.errors import LmqCompileError, Span, did_you_mean
+from lmq.errors import LmqCompileError, LmqParameterError, Span, did_you_mean
 
 DEFAULT_MAX_TOKENS = 256
+MAX_SEED = 2**63  # seeds are 64-bit (torch's generators)
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,21 @@ def _check(name: str, value: Any) -> str | None:
         return None if value is None or _positive_int(value) else "a positive integer or None"
     if name == "seed":
         ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
-                               and value >= 0)
-        return None if ok else "a non-negative integer or None"
+                               and 0 <= value < MAX_SEED)
+        return None if ok else "an integer from 0 to 2**63 - 1, or None"
     if name == "temperature":
         return None if number and value >= 0 else "a number >= 0"
     if name == "top_p":
         return None if value is None or (number and 0 < value <= 1) else \
             "a number in (0, 1] or None"
     return None
+
+
+def check_seed(seed: Any) -> None:
+    """A seed given by the caller (``--seed``, ``q.batch(seed=...)``)."""
+    problem = _check("seed", seed)
+    if problem is not None:
+        raise LmqParameterError(f"the seed must be {problem}, not {seed!r}")
 
 
 class NotConstant(Exception):

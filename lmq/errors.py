@@ -7,7 +7,9 @@ caret under the offending text (LANGUAGE.md section 14).
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -17,16 +19,30 @@ class Source:
     text: str
     filename: str = "<string>"
 
+    @cached_property
+    def line_starts(self) -> list[int]:
+        """The offset at which each line starts (lines end at ``\\n``), built once: every
+        span of the program asks for its position, so compiling stays linear."""
+        starts = [0]
+        find = self.text.find
+        at = find("\n")
+        while at >= 0:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
+        return starts
+
     def line_text(self, line: int) -> str:
-        lines = self.text.split("\n")  # as position() counts lines
-        return lines[line - 1].rstrip("\r") if 0 < line <= len(lines) else ""
+        starts = self.line_starts
+        if not 0 < line <= len(starts):
+            return ""
+        end = starts[line] - 1 if line < len(starts) else len(self.text)
+        return self.text[starts[line - 1]:end].rstrip("\r")
 
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a 0-based character offset."""
         offset = max(0, min(offset, len(self.text)))
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return line, column
+        line = bisect.bisect_right(self.line_starts, offset)
+        return line, offset - self.line_starts[line - 1] + 1
 
     def span(self, start: int, end: int | None = None) -> Span:
         end = start + 1 if end is None else end
@@ -56,14 +72,26 @@ class Span:
                     last.end_line, last.end_column, self.filename)
 
 
+SNIPPET_WIDTH = 120  # longer source lines are shown as a window around the caret
+
+
 def caret_snippet(source: Source, span: Span) -> str:
-    """The source line of ``span`` and a caret line under it, each indented by four spaces."""
+    """The source line of ``span`` and a caret line under it, each indented by four spaces;
+    a line longer than :data:`SNIPPET_WIDTH` is cut to a window around the caret."""
     text = source.line_text(span.line)
     if span.end_line == span.line:
         width = max(1, span.end_column - span.column)
     else:
         width = max(1, len(text) - span.column + 1)
-    return f"    {text}\n    {' ' * (span.column - 1)}{'^' * width}"
+    column = span.column
+    if len(text) > SNIPPET_WIDTH:
+        start = max(0, min(column - 1 - SNIPPET_WIDTH // 3, len(text) - SNIPPET_WIDTH))
+        head, tail = ("..." if start else ""), ("..." if start + SNIPPET_WIDTH < len(text)
+                                               else "")
+        text = head + text[start:start + SNIPPET_WIDTH] + tail
+        column = column - start + len(head)
+        width = max(1, min(width, len(text) - column + 1))
+    return f"    {text}\n    {' ' * (column - 1)}{'^' * width}"
 
 
 class LmqError(Exception):
@@ -73,6 +101,7 @@ class LmqError(Exception):
     """
 
     kind = "error"
+    nested = False  # the error of a program host code ran, pointed at the call that ran it
 
     def __init__(self, message: str, span: Span | None = None, source: Source | None = None,
                  hint: str | None = None) -> None:
@@ -137,6 +166,19 @@ class LmqLimitError(LmqRuntimeError):
 
 class LmqModelError(LmqError):
     """A model cannot be found or loaded."""
+
+
+# What torch's and numpy's allocators say when they fail (they raise RuntimeError).
+_ALLOCATOR_FAILURES = ("bad_alloc", "DefaultCPUAllocator", "out of memory",
+                       "can't allocate memory", "Unable to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the process running out of memory: a ``MemoryError``, or an
+    allocator's failure raised as ``RuntimeError`` by torch or numpy."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and any(text in str(error)
+                                                for text in _ALLOCATOR_FAILURES))
 
 
 def did_you_mean(name: str, candidates) -> str | None:

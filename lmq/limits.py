@@ -16,10 +16,17 @@ class Limits:
     and any value written out (``str``, ``repr``, ``{value}``). ``nesting`` bounds how
     deeply containers may nest in a value that is written out, compared, hashed or handed
     back to the host. ``memory`` bounds the approximate bytes held by the program's own
-    values (not the model's); it is measured now and then, when the values made since the
-    last measurement pass a quarter of it. ``timeout`` is wall-clock seconds per program
-    instance, counted from its start, checked between statements and loop iterations (and
-    between decoding steps)."""
+    values (not the model's), whatever their size, together for all rows of one instance
+    (its samples, its beam branches, and nested work its tools and stdlib calls start); it
+    is measured now and then, when the values made since the last measurement pass a
+    quarter of it. ``rows`` bounds ``n`` of ``sample`` and ``beam`` (each row holds a KV
+    cache and a logits row of the vocabulary's size). ``timeout`` is wall-clock seconds per
+    program instance, counted from its start, checked between statements and loop
+    iterations (and between decoding steps).
+
+    Nested work (a stdlib function or tool that runs lmq programs while the program waits
+    for it) runs under both its own limits and the caller's remaining steps, time, depth
+    and memory (:mod:`lmq.runtime.interpreter.budget`)."""
 
     steps: int = 1_000_000  # statements and loop iterations per program instance
     depth: int = 32  # nested-query depth
@@ -28,6 +35,7 @@ class Limits:
     int_digits: int = 10_000  # decimal digits of any integer
     nesting: int = 100  # nesting depth of containers written out, compared or returned
     memory: int = 1_000_000_000  # approximate bytes of the program's values
+    rows: int = 256  # rows one instance decodes at once: sample(n) and beam(n)
     timeout: float | None = None  # wall-clock seconds per run
 
     def __post_init__(self) -> None:

@@ -16,12 +16,14 @@ from typing import Any
 from lmq.checks import CheckedProgram
 from lmq.config import Config, default_model_name, load_config
 from lmq.decoders import DecoderSpec
-from lmq.errors import LmqError, LmqParameterError, did_you_mean
+from lmq.errors import LmqError, LmqLimitError, LmqParameterError, did_you_mean, is_out_of_memory
 from lmq.limits import Limits
 from lmq.result import Result, hole_constraints
 from lmq.runtime.decoding.choosing import seeded_generator
 from lmq.runtime.decoding.loop import Decoding, Row
 from lmq.runtime.engine import Engine, shared_engine
+from lmq.runtime.interpreter import boundary
+from lmq.runtime.interpreter.budget import Budget
 from lmq.runtime.interpreter.modules import clause_model
 from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.specialists import ModelResolver
@@ -86,21 +88,24 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
     config = load_config()
     resolve = ModelResolver(config, default_model(checked, model, config), engine)
     decoder = decoder or checked.decoder
+    check_rows(checked, decoder, limits)
     answers: list[Any] = [None] * len(inputs)
     rows: list[Row] = []
+    copies = decoder.n if decoder.name == "sample" else 1
     for index, params in enumerate(inputs):
+        pool = Budget.pool_for(limits)  # the instance's rows hold limits.memory together
         try:
             check_parameters(checked, params, tools)
-        except LmqError as error:
+            states = [ProgramState(checked.program, params, tools, limits, output,
+                                   Budget.start(limits, pool)) for _ in range(copies)]
+        except LmqError as error:  # a missing parameter, one the program may not hold
             if fail_fast:
                 raise
             answers[index] = error
             if on_answer is not None:
                 on_answer(index, error)
             continue
-        copies = decoder.n if decoder.name == "sample" else 1
-        for copy in range(copies):
-            state = ProgramState(checked.program, params, tools, limits, output)
+        for copy, state in enumerate(states):
             row = Row(index, state)
             if decoder.name == "sample":
                 row.rng = seeded_generator(decoder.seed, index * copies + copy)
@@ -115,12 +120,7 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
     with engine.lock:
         decoding = Decoding(decoder, resolve, engine.runtimes, listen, force_tokens)
         try:
-            if decoder.name == "beam":
-                from lmq.runtime.decoding.beam import run_beam
-
-                finished = run_beam(decoding, rows, decoder.n, fail_fast)
-            else:
-                finished = decoding.run(rows, fail_fast)
+            finished = _decode(decoding, decoder, rows, fail_fast)
         except BaseException:  # an error with fail_fast, Ctrl-C: free every row's KV cache
             for row in rows:
                 decoding.release(row)
@@ -140,6 +140,40 @@ def execute(checked: CheckedProgram, inputs: Sequence[Mapping[str, Any]], *,
         if on_answer is not None and decoder.name == "beam":
             on_answer(index, answers[index])
     return answers
+
+
+def check_rows(checked: CheckedProgram, decoder: DecoderSpec, limits: Limits) -> None:
+    """``sample(n)`` and ``beam(n)`` rows of one instance: at most ``limits.rows``, refused
+    before any is made."""
+    if decoder.name in ("sample", "beam") and decoder.n > limits.rows:
+        clause = checked.program.decoder
+        span = clause.span if clause is not None and clause.name == decoder.name else None
+        raise LmqLimitError(f"{decoder.name}(n={decoder.n:,}) would decode {decoder.n:,} rows "
+                            f"per instance; the limit is {limits.rows:,} (limits.rows)", span,
+                            checked.program.source)
+
+
+def _decode(decoding: Decoding, decoder: DecoderSpec, rows: list[Row],
+            fail_fast: bool) -> list[Row]:
+    """Decode ``rows`` to the end. Running out of memory in a forward pass the rows share
+    (the last line of defence) stops every row still running with an ``LmqLimitError``."""
+    try:
+        if decoder.name == "beam":
+            from lmq.runtime.decoding.beam import run_beam
+
+            return run_beam(decoding, rows, decoder.n, fail_fast)
+        return decoding.run(rows, fail_fast)
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        limit = LmqLimitError(f"ran out of memory while decoding {len(rows)} rows with "
+                              f"{decoder.name} (lower the batch size or the decoder's n)")
+        if fail_fast:
+            raise limit from None
+        for row in rows:
+            if row.active:
+                decoding.fail(row, limit)
+        return rows
 
 
 def _early_answers(rows: Sequence[Row], on_event: Callable[[dict], None] | None,
@@ -197,8 +231,9 @@ def _result(row: Row, trace: list[dict[str, Any]],
             constraints: Mapping[str, str] | None = None) -> Result:
     state = row.state
     assert isinstance(state, ProgramState)
-    return Result(variables=state.variables, values=state.values, prompt=state.prompt,
-                  return_value=state.return_value, distribution=state.distribution,
+    return Result(variables=state.variables, values=boundary.hand_out(state.values),
+                  prompt=state.prompt, return_value=boundary.hand_out(state.return_value),
+                  distribution=state.distribution,
                   logprobs=state.logprobs, score=row.score, trace=trace,
                   stats=row.counters.as_dict(),
                   segments=[(segment.text, segment.hole) for segment in state.context],

@@ -19,6 +19,7 @@ from typing import Any
 from lmq.runtime.backends.base import ModelView
 from lmq.runtime.decoding.context import Counters, RowContext, forward_logits
 from lmq.runtime.engine import Engine, shared_engine
+from lmq.runtime.interpreter.budget import Budget
 
 
 def model_view(model: Any = None, engine: Engine | None = None) -> ModelView:
@@ -38,8 +39,9 @@ def prompt_ids(source: str, params: Mapping[str, Any], model: Any = None,
                engine: Engine | None = None) -> tuple[ModelView, list[int]]:
     """``(view, ids)``: the tokens the runtime feeds before the program's first hole (chat
     headers and the start token included), on the model it would decode that hole with.
-    The program runs on the host's side up to that hole; the hole's inline ``from`` picks
-    the model unless ``model`` is given."""
+    The program runs on the host's side up to that hole, within the budget of the program
+    that called the stdlib function asking (:mod:`lmq.runtime.interpreter.budget`); the
+    hole's inline ``from`` picks the model unless ``model`` is given."""
     from lmq.api import compile_cached
     from lmq.runtime.interpreter.program import ProgramState
 
@@ -73,7 +75,10 @@ def score_after(view: ModelView, prefixes: Sequence[Sequence[int]],
         rows = backend.new_rows(len(prefixes))
         try:
             logits = forward_logits(backend, {row: list(ids) for row, ids in zip(rows, prefixes)})
-            return [backend.score(row, [list(c) for c in conts], first_logits=logits[i])
-                    for i, (row, conts) in enumerate(zip(rows, continuations))]
+            out = []
+            for i, (row, conts) in enumerate(zip(rows, continuations)):
+                Budget.check_time()  # a program's timeout stops a stdlib caller's work
+                out.append(backend.score(row, [list(c) for c in conts], first_logits=logits[i]))
+            return out
         finally:
             backend.release(rows)

@@ -26,6 +26,7 @@ from lmq.runtime.backends.base import Backend, ModelView
 from lmq.runtime.backends.registry import known_models
 from lmq.runtime.decoding.model_choices import Routed
 from lmq.runtime.engine import Engine
+from lmq.runtime.interpreter.boundary import type_name
 
 
 class ModelResolver:
@@ -41,18 +42,18 @@ class ModelResolver:
 
     def specialist(self, model: Any) -> Specialist | None:
         """The specialist ``model`` names, if it names one."""
-        if isinstance(model, Routed) and model.specialist is not None:
+        if _is(model, Routed) and model.specialist is not None:
             return parse_specialist(model.name, model.specialist)
-        if isinstance(model, str):
+        if _is(model, str):
             return self.config.specialists.get(model)
         return None
 
     def __call__(self, model: Any = None) -> ModelView:
         model = self.default if model is None else model
         check_model_object(model, "the model of an inline 'from'")
-        if isinstance(model, ModelView):
+        if _is(model, ModelView):
             return model
-        if isinstance(model, Backend):  # a backend object passed by the host
+        if _is(model, Backend):  # a backend object passed by the host
             return self.engine.view(model)
         specialist = self.specialist(model)
         key: Any = specialist if specialist is not None else str(model)
@@ -92,11 +93,11 @@ class ModelResolver:
             default = self.specialist(self.default)
             model = self.default if default is None else \
                 specialist_model(default, self.config)
-        if isinstance(model, (Backend, ModelView)):
+        if _is(model, (Backend, ModelView)):
             if specialist.adapter is not None:
                 raise LmqModelError(f"specialist '{specialist.name}' has an adapter, so it "
                                     "needs a model name or spec, not a backend object")
-            return model if isinstance(model, Backend) else model.backend
+            return model if _is(model, Backend) else model.backend
         if model in self.config.specialists:
             raise LmqModelError(f"specialist '{specialist.name}' runs on '{model}', which "
                                 "is a specialist too", hint="name a model, alias or spec")
@@ -104,7 +105,15 @@ class ModelResolver:
 
 
 def check_model_object(model: Any, what: str = "parameter 'model'") -> None:
-    """A model is a name or spec (``str``), a backend object or a model view."""
-    if model is not None and not isinstance(model, (str, Backend, ModelView)):
+    """A model is a name or spec (``str``), a backend object (a subclass of
+    :class:`~lmq.runtime.backends.base.Backend`) or a model view. Any other object is
+    refused by its type alone: nothing of it is read, nothing of it is called."""
+    if model is not None and not _is(model, (str, Backend, ModelView)):
         raise LmqParameterError(f"{what} must be a model name, spec or backend object, "
-                                f"not {type(model).__name__}")
+                                f"not {type_name(model)}")
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """``isinstance`` by the value's type alone (``isinstance`` would believe a
+    ``__class__`` the object claims)."""
+    return issubclass(type(value), kind)

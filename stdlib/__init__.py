@@ -1,10 +1,13 @@
 """The lmq standard library: building blocks written in lmq and host Python.
 
 Programs import names with ``from lmq.stdlib.MODULE import NAME`` (only the names in a
-module's ``__all__``; they arrive as callables and return plain values); host code imports
-the modules as usual. A ``model=None`` argument means the default model (``LMQ_MODEL``,
-the configuration, else ``smollm2``), not the model of the program that calls the
-function: pass ``model=`` to use another.
+module's ``__all__``, checked when the program compiles; they arrive as callables and
+return plain values); host code imports the modules as usual. Every function checks its
+arguments by type before using them and bounds its work by the calling program's limits
+(:mod:`lmq.stdlib.arguments`); programs it runs spend that program's budget. A
+``model=None`` argument means the default model (``LMQ_MODEL``, the configuration, else
+``smollm2``), not the model of the program that calls the function: pass ``model=`` to
+use another.
 
 * :mod:`lmq.stdlib.labels` — ``classify`` into a fixed label set by ``LABELS`` decoding,
   by scoring every label in one batched pass, or by free generation parsed afterwards;

@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from lmq.errors import LmqLimitError
 from lmq.runtime.decoding.model_choices import Ensemble
+from lmq.stdlib import arguments
 
 __all__ = ["fuse"]
 
@@ -27,16 +29,43 @@ def fuse(large: Any, base: Any, experts: Sequence[Any], alpha: Any = "dlf",
          grid: Sequence[float] = (0.0, 2.0, 0.1)) -> Ensemble:
     """An ensemble decoding with Dynamic Logit Fusion (``alpha="dlf"``) or with a fixed
     ``alpha`` (proxy tuning with ``alpha=1.0``). Each model is a model spec, or a
-    ``(model, prefix)`` pair whose prefix only that model sees (prompt-as-expert)."""
-    experts = list(experts)
+    ``(model, prefix)`` pair whose prefix only that model sees (prompt-as-expert). Each
+    step weighs every (expert, alpha) pair as a logits row of the vocabulary's size: at
+    most ``limits.rows`` of them."""
+    name = "fuse"
+    large, base = _model(large, "large"), _model(base, "base")
+    experts = [_model(expert, "experts[...]")
+               for expert in arguments.sequence(experts, "experts", name)]
     if not experts:
-        raise ValueError("fuse() needs at least one expert")
-    if alpha == "dlf":
-        low, high, step = (float(x) for x in grid)
-        alphas = [round(low + i * step, 10) for i in range(int(round((high - low) / step)) + 1)]
+        raise arguments.ArgumentError("fuse() needs at least one expert")
+    if type(alpha) is str and alpha == "dlf":
+        grid = arguments.sequence(grid, "grid", name)
+        if len(grid) != 3:
+            raise arguments.ArgumentError("fuse(): 'grid' is (low, high, step)")
+        low, high, step = (arguments.number(x, "grid[...]", name) for x in grid)
+        if not step > 0 or not high >= low:
+            raise arguments.ArgumentError("fuse(): 'grid' needs low <= high and step > 0")
+        count = round(min((high - low) / step, 1e9)) + 1
+        _check_rows(count * len(experts))
+        alphas = [round(low + i * step, 10) for i in range(count)]
     else:
-        alphas = [float(alpha)]
+        alphas = [arguments.number(alpha, "alpha", name)]
+        _check_rows(len(experts))
     return Ensemble(large, (base, *experts), DlfCombiner(len(experts), alphas))
+
+
+def _model(value: Any, name: str) -> Any:
+    """A model, or a (model, prefix) pair."""
+    if issubclass(type(value), tuple) and len(value) == 2:
+        return arguments.model(value[0], "fuse"), arguments.text(value[1], name, "fuse")
+    return arguments.model(value, "fuse")
+
+
+def _check_rows(rows: int) -> None:
+    most = arguments.limits().rows
+    if rows > most:
+        raise LmqLimitError(f"fuse() would weigh {rows:,} (expert, alpha) pairs per step; the "
+                            f"limit is {most:,} (limits.rows)")
 
 
 class DlfCombiner:

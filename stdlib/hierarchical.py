@@ -30,6 +30,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from lmq.stdlib import arguments
+
 __all__ = ["hierarchical", "hp_score", "LEVELS"]
 
 LEVELS = ("role", "zero_shot_cot", "three_shot_cot", "least_to_most", "generated_knowledge")
@@ -73,20 +75,24 @@ def _programs(constraint: str, steps: int) -> dict[str, str]:
 
 
 def _checker(check: Any) -> Callable[[str], bool]:
+    """The check as a function of the answer; by the check's type alone. A function a
+    program passes arrives as a callback through its sandbox, whose result is a value the
+    program could hold."""
+    kind = type(check)
     if check is None:
         return lambda answer: bool(answer.strip())
-    if callable(check):
-        return lambda answer: bool(check(answer))
-    if isinstance(check, re.Pattern):
+    if issubclass(kind, re.Pattern):
         return lambda answer: check.fullmatch(answer.strip()) is not None
-    if isinstance(check, str):
+    if issubclass(kind, str):
         gold = _norm(check)
         return lambda answer: _norm(answer) == gold
-    if isinstance(check, Sequence):
-        accepted = {_norm(str(c)) for c in check}
+    if issubclass(kind, (list, tuple)):
+        accepted = {_norm(c) for c in arguments.texts(check, "check", "hierarchical")}
         return lambda answer: _norm(answer) in accepted
-    raise TypeError("check must be None, a function, a regular expression, an answer or a "
-                    "list of answers")
+    if callable(check):
+        return lambda answer: bool(check(answer))
+    raise arguments.ArgumentError("hierarchical(): 'check' must be None, a function, a "
+                                  "regular expression, an answer or a list of answers")
 
 
 def _norm(text: str) -> str:
@@ -94,10 +100,23 @@ def _norm(text: str) -> str:
 
 
 def _shots(examples: Sequence[Mapping[str, str]] | None) -> str | None:
-    if not examples or len(examples) < 3:
+    if examples is None:
         return None
-    return "".join(f"Task: {e['question']}\nReasoning: {e.get('reasoning', '').strip()}\n"
-                   f"Final answer: {e['answer']}\n\n" for e in examples[:3])
+    examples = arguments.sequence(examples, "examples", "hierarchical")
+    if len(examples) < 3:
+        return None
+    shots = []
+    for example in examples[:3]:
+        if not issubclass(type(example), Mapping):
+            raise arguments.ArgumentError("hierarchical(): each example must be a dict with "
+                                          "'question', 'answer' and 'reasoning'")
+        question, reasoning, answer = (
+            arguments.text(example.get(key, default), f"examples[...]['{key}']",
+                           "hierarchical") for key, default in
+            (("question", None), ("reasoning", ""), ("answer", None)))
+        shots.append(f"Task: {question}\nReasoning: {reasoning.strip()}\n"
+                     f"Final answer: {answer}\n\n")
+    return "".join(shots)
 
 
 def hierarchical(task: str, check: Any = None, answer_constraint: str | None = None,
@@ -118,9 +137,19 @@ def hierarchical(task: str, check: Any = None, answer_constraint: str | None = N
     attempt's when every level fails."""
     from lmq.api import query
 
+    name = "hierarchical"
+    task, role = arguments.text(task, "task", name), arguments.text(role, "role", name)
+    answer_constraint = arguments.text(answer_constraint, "answer_constraint", name,
+                                       optional=True)
+    model = arguments.model(model, name)
+    knowledge_model = arguments.model(knowledge_model, name)
+    levels = arguments.texts(levels, "levels", name)
+    penalty = arguments.number(penalty, "penalty", name)
+    steps = arguments.integer(steps, "steps", name, low=1)
     unknown = [level for level in levels if level not in LEVELS]
     if unknown:
-        raise ValueError(f"unknown levels {unknown}; levels: {', '.join(LEVELS)}")
+        raise arguments.ArgumentError(f"hierarchical(): unknown levels {unknown}; levels: "
+                                      f"{', '.join(LEVELS)}")
     passes = _checker(check)
     programs = _programs(answer_constraint or DEFAULT_ANSWER, steps)
     shots = _shots(examples)
@@ -152,8 +181,10 @@ def hp_score(results: Sequence[Any], penalty: float = 0.0) -> float:
     """The HP-score of a dataset: the mean over items of the level of first success, or
     ``5 + penalty`` for items no level solved. Items are levels (int or None) or
     :func:`hierarchical` results."""
+    penalty = arguments.number(penalty, "penalty", "hp_score")
     values = []
-    for item in results:
-        level = item.get("level") if isinstance(item, Mapping) else item
-        values.append(float(level) if level is not None else 5.0 + penalty)
+    for item in arguments.sequence(results, "results", "hp_score"):
+        level = item.get("level") if issubclass(type(item), Mapping) else item
+        values.append(arguments.number(level, "results[...]", "hp_score") if level is not None
+                      else 5.0 + penalty)
     return sum(values) / len(values) if values else 0.0

@@ -30,18 +30,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from lmq.runtime.decoding import knowledge as rules
 from lmq.runtime.decoding.knowledge import (  # noqa: F401  (public here too)
     DEFAULT_MARGIN,
     HEADERS,
     ORDER,
     SENTINEL,
     check_order,
-    normalize_answer,
-    precedence_text,
     section_inserts,
     source_answered,
     source_preamble,
 )
+from lmq.stdlib import arguments
 
 __all__ = ["render_sections", "precedence_text", "cascade_answer", "normalize_answer",
            "is_correct"]
@@ -57,13 +57,28 @@ STYLE = "Answer in one to three words."
 # ------------------------------------------------------------------ prompt mode
 
 
+def precedence_text(order: Sequence[str] = ORDER) -> str:
+    """One or two sentences saying which source wins, in ``order`` (highest first)."""
+    return rules.precedence_text(_order(order, "precedence_text"))
+
+
+def normalize_answer(text: str) -> str:
+    """Lower-case, drop punctuation and the articles a/an/the, collapse whitespace."""
+    return rules.normalize_answer(arguments.text(text, "text", "normalize_answer"))
+
+
 def render_sections(question: str | None = None, instruction: str | Iterable[str] | None = None,
                     context: str | Iterable[str] | None = None,
                     order: Sequence[str] = ORDER) -> str:
     """The prompt mode's text: the precedence sentence, then a labelled section per source
     that has text (in ``order``), then the question. Lists of texts become one line each."""
-    order = check_order(order)
-    texts = {"instruction": _join(instruction), "context": _join(context)}
+    name = "render_sections"
+    order = _order(order, name)
+    question = arguments.text(question, "question", name, optional=True)
+    texts = {"instruction": _join(instruction, "instruction", name),
+             "context": _join(context, "context", name)}
+    arguments.characters(sum(map(len, texts.values())) + len(question or ""), "the text",
+                         name)
     parts = []
     present = [s for s in order if s == "parametric" or texts.get(s)]
     if any(texts.get(s) for s in order):
@@ -93,12 +108,21 @@ def render_segments(pieces: Sequence[tuple[str, str | None]],
     return out
 
 
-def _join(value: str | Iterable[str] | None) -> str:
+def _join(value: str | Iterable[str] | None, name: str, function: str) -> str:
+    """A source's text: a string, or a list of strings one per line."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value.strip()
-    return "\n".join(str(v).strip() for v in value if str(v).strip())
+    lines = arguments.texts(value, name, function, single=True)
+    return "\n".join(line.strip() for line in lines if line.strip())
+
+
+def _order(order: Any, function: str) -> tuple[str, ...]:
+    try:
+        return check_order(arguments.texts(order, "order", function))
+    except arguments.ArgumentError:
+        raise
+    except ValueError as error:
+        raise arguments.ArgumentError(f"{function}(): {error}") from None
 
 
 # ------------------------------------------------------------------ cascade mode
@@ -135,12 +159,19 @@ def cascade_answer(question: str, instruction: str | Iterable[str] | None = None
     per-token log-probabilities; None for ``parametric``, which is not scored)."""
     from lmq.api import query
 
-    order = check_order(order)
+    name = "cascade_answer"
+    order = _order(order, name)
+    question = arguments.text(question, "question", name)
+    instruction = _join(instruction, "instruction", name)
+    context = _join(context, "context", name)
+    model = arguments.model(model, name)
+    margin = arguments.number(margin, "margin", name)
+    sentinel = arguments.text(sentinel, "sentinel", name)
+    max_tokens = arguments.integer(max_tokens, "max_tokens", name, low=1)
     source = _CASCADE_PROGRAM + " > ".join(order) + _CASCADE_OPTIONS
     result = query(source, model=model)(
-        system=SYSTEM, instruction=_join(instruction), context=_join(context),
-        question=question, style=STYLE, max_tokens=max_tokens, margin=float(margin),
-        sentinel=sentinel)
+        system=SYSTEM, instruction=instruction, context=context, question=question,
+        style=STYLE, max_tokens=max_tokens, margin=margin, sentinel=sentinel)
     steps = [step for entry in result.trace if "decisions" in entry
              for step in entry["decisions"].get("steps", ())]
     answered = next((step for step in steps if step["answered"]), None)
@@ -154,7 +185,11 @@ def cascade_answer(question: str, instruction: str | Iterable[str] | None = None
 
 def is_correct(answer: str | None, gold: str, aliases: Iterable[str] = ()) -> bool:
     """The normalized answer equals the normalized gold answer or an alias."""
+    name = "is_correct"
+    answer = arguments.text(answer, "answer", name, optional=True)
+    accepted = [arguments.text(gold, "gold", name),
+                *arguments.texts(aliases, "aliases", name)]
     if answer is None:
         return False
-    got = normalize_answer(answer)
-    return any(got == normalize_answer(g) for g in (gold, *aliases))
+    got = rules.normalize_answer(answer)
+    return any(got == rules.normalize_answer(g) for g in accepted)

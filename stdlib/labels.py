@@ -36,6 +36,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from lmq.stdlib import arguments
+
 __all__ = ["classify", "parse_labels", "calibrate_threshold", "label_metrics"]
 
 CONTENT_FREE = "N/A"
@@ -99,14 +101,20 @@ def classify(text: str, labels: Sequence[str], multi: bool = False, sep: str = "
     ``[]`` and ``valid=False``. ``max`` bounds the number of labels when ``multi``; a single
     label is chosen otherwise. ``threshold`` (``"scores"`` with ``multi`` only) keeps every
     label whose probability reaches it; without one, ``"scores"`` keeps the top label."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    labels = [str(label) for label in labels]
+    name = "classify"
+    method = arguments.choice(method, "method", name, METHODS)
+    text = arguments.text(text, "text", name)
+    labels = arguments.texts(labels, "labels", name)
     if not labels or len(set(labels)) != len(labels):
-        raise ValueError("labels must be a non-empty list of distinct strings")
-    k = max if multi else 1
-    if k < 1:
-        raise ValueError("max must be at least 1")
+        raise arguments.ArgumentError("classify(): 'labels' must be a non-empty list of "
+                                      "distinct strings")
+    multi, scores, calibrate = (arguments.flag(value, flag, name) for value, flag in (
+        (multi, "multi"), (scores, "scores"), (calibrate, "calibrate")))
+    sep, kind = arguments.text(sep, "sep", name), arguments.text(kind, "kind", name)
+    question = arguments.text(question, "question", name, optional=True)
+    threshold = arguments.number(threshold, "threshold", name, optional=True)
+    model = arguments.model(model, name)
+    k = arguments.integer(max, "max", name, low=1) if multi else 1
     passes = 0
     probabilities: dict[str, float] = {}
     raw: dict[str, float] = {}
@@ -157,8 +165,14 @@ def parse_labels(output: str, labels: Sequence[str], sep: str = ", ",
     ``","`` also splits ``"a ,b"``), strip each piece, match label names ignoring case.
     None when the output is not valid: empty, a piece that is no label, a repeated label,
     or (``exactly_one``) not exactly one label (the data README's validity rule)."""
+    name = "parse_labels"
+    output, sep = arguments.text(output, "output", name), arguments.text(sep, "sep", name)
+    labels = arguments.texts(labels, "labels", name)
+    exactly_one = arguments.flag(exactly_one, "exactly_one", name)
     by_name = {label.strip().lower(): label for label in labels}
     splitter = sep.strip() or sep
+    if not splitter:
+        raise arguments.ArgumentError("parse_labels(): 'sep' must not be empty")
     pieces = [piece.strip().lower() for piece in output.split(splitter)]
     if not pieces or any(not piece or piece not in by_name for piece in pieces):
         return None
@@ -170,24 +184,87 @@ def parse_labels(output: str, labels: Sequence[str], sep: str = ", ",
 
 def calibrate_threshold(items: Iterable[Mapping[str, Any]], max: int = 3) -> float:
     """The threshold maximising micro-F1 of :func:`choose_by_threshold` on ``items``, each
-    ``{"scores": {label: probability}, "labels": gold labels}``."""
-    items = list(items)
-    values = sorted({p for item in items for p in item["scores"].values()})
-    candidates = [1.01] + [(a + b) / 2 for a, b in zip(values, values[1:])]
-    best, best_f1 = 1.01, -1.0
-    for threshold in sorted(candidates, reverse=True):
-        predictions = [choose_by_threshold(item["scores"], threshold, max) for item in items]
-        f1 = label_metrics(predictions, [item["labels"] for item in items])["micro_f1"]
+    ``{"scores": {label: probability}, "labels": gold labels}``.
+
+    One sweep down the candidate thresholds, each label's prediction switched on as the
+    threshold passes its score: ``O(n log n)`` in the number of scores, where trying
+    every candidate on every item would be quadratic."""
+    k = arguments.integer(max, "max", "calibrate_threshold", low=1)
+    scored, golds = _calibration_items(items)
+    tp = fp = fn = 0
+    predicted: list[dict[str, int]] = []
+    events: list[tuple[float, int, str]] = []  # (score, item, label) beyond the top label
+    for index, (scores, gold) in enumerate(zip(scored, golds)):
+        ranked = sorted(scores, key=lambda label: -scores[label])
+        got = {ranked[0].lower(): 1} if ranked else {}
+        predicted.append(got)
+        tp += len(got.keys() & gold)
+        fp += len(got.keys() - gold)
+        fn += len(gold - got.keys())
+        events += [(scores[label], index, label.lower()) for label in ranked[1:k]]
+    events.sort(key=lambda event: -event[0])
+    values = sorted({p for scores in scored for p in scores.values()})
+    candidates = sorted([1.01] + [(a + b) / 2 for a, b in zip(values, values[1:])],
+                        reverse=True)
+    best, best_f1, next_event = 1.01, -1.0, 0
+    for threshold in candidates:
+        while next_event < len(events) and events[next_event][0] >= threshold:
+            _, index, label = events[next_event]
+            next_event += 1
+            got = predicted[index]
+            if not got.get(label):
+                if label in golds[index]:
+                    tp, fn = tp + 1, fn - 1
+                else:
+                    fp += 1
+            got[label] = got.get(label, 0) + 1
+        f1 = _micro_f1(tp, fp, fn)
         if f1 > best_f1 + 1e-12:
             best, best_f1 = threshold, f1
     return round(best, 6)
+
+
+def _calibration_items(items: Any) -> tuple[list[dict[str, float]], list[set[str]]]:
+    """The scores and the lower-cased gold labels of each item, checked."""
+    name = "calibrate_threshold"
+    if not issubclass(type(items), (list, tuple)):
+        raise arguments.ArgumentError(f"{name}(): 'items' must be a list of dicts")
+    arguments.count(len(items), "items", name)
+    scored, golds, total = [], [], 0
+    for item in items:
+        if type(item) is not dict or type(item.get("scores")) is not dict:
+            raise arguments.ArgumentError(f"{name}(): each item must be a dict with "
+                                          "'scores' (a dict) and 'labels'")
+        scores = {arguments.text(label, "scores", name):
+                  arguments.number(p, "scores[...]", name)
+                  for label, p in item["scores"].items()}
+        total += len(scores)
+        arguments.count(total, "the items' scores", name)
+        scored.append(scores)
+        golds.append({label.lower() for label in arguments.texts(item.get("labels"),
+                                                                 "labels", name)})
+    arguments.work(total + len(items), "the items' scores", name)
+    return scored, golds
+
+
+def _micro_f1(tp: int, fp: int, fn: int) -> float:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def label_metrics(predictions: Sequence[Sequence[str] | None],
                   golds: Sequence[Sequence[str]]) -> dict[str, float]:
     """Validity rate, exact-set accuracy and micro-F1 (data README): a prediction of None
     is invalid and counts as the empty set; labels compare ignoring case."""
+    name = "label_metrics"
+    golds = [arguments.texts(gold, "golds[...]", name)
+             for gold in arguments.sequence(golds, "golds", name)]
+    predictions = [None if predicted is None else arguments.texts(
+        predicted, "predictions[...]", name)
+        for predicted in arguments.sequence(predictions, "predictions", name)]
     n = len(golds)
+    arguments.work(n + sum(map(len, golds)), "the predictions", name)
     if n == 0:
         return {"n": 0, "validity": 0.0, "exact": 0.0, "micro_f1": 0.0}
     valid = exact = tp = fp = fn = 0
@@ -199,7 +276,5 @@ def label_metrics(predictions: Sequence[Sequence[str] | None],
         tp += len(got & want)
         fp += len(got - want)
         fn += len(want - got)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"n": n, "validity": valid / n, "exact": exact / n, "micro_f1": f1}
+    return {"n": n, "validity": valid / n, "exact": exact / n,
+            "micro_f1": _micro_f1(tp, fp, fn)}

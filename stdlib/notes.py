@@ -24,9 +24,18 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from lmq.errors import LmqLimitError
+from lmq.stdlib import arguments
 from lmq.stdlib.knowledge import DEFAULT_MARGIN, cascade_answer
 
 __all__ = ["note", "recall", "forget", "answer_with_notes"]
+
+
+# Notebooks live as long as the process and every retrieval embeds all their notes, so
+# what programs may store is bounded: notes per notebook, characters per note, notebooks.
+MAX_NOTES = 1000
+MAX_NOTE_CHARACTERS = 10_000
+MAX_NOTEBOOKS = 100
 
 
 class Notebook:
@@ -34,18 +43,28 @@ class Notebook:
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self._known: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, statements: str | Iterable[str]) -> int:
         """Add one statement or several (a trailing period is dropped, duplicates are
-        kept once); returns the number of notes."""
-        if isinstance(statements, str):
-            statements = [statements]
+        kept once); returns the number of notes. At most :data:`MAX_NOTES` notes of
+        :data:`MAX_NOTE_CHARACTERS` characters each (``LmqLimitError`` past that, before
+        any of the statements is added)."""
+        texts = [text.strip().rstrip(".").strip() for text in arguments.texts(
+            statements, "statements", "note", single=True)]
+        for text in texts:
+            if len(text) > MAX_NOTE_CHARACTERS:
+                raise LmqLimitError(f"note(): a note of {len(text):,} characters; the limit "
+                                    f"is {MAX_NOTE_CHARACTERS:,}")
         with self._lock:
-            for statement in statements:
-                text = str(statement).strip().rstrip(".").strip()
-                if text and text not in self.statements:
-                    self.statements.append(text)
+            new = list(dict.fromkeys(t for t in texts if t and t not in self._known))
+            if len(self.statements) + len(new) > MAX_NOTES:
+                raise LmqLimitError(f"note(): a notebook holds at most {MAX_NOTES:,} notes "
+                                    f"(it has {len(self.statements):,}; {len(new):,} more "
+                                    "were given)")
+            self.statements.extend(new)
+            self._known.update(new)
             return len(self.statements)
 
     def retrieve(self, query: str, k: int = 5,
@@ -67,6 +86,7 @@ class Notebook:
     def clear(self) -> None:
         with self._lock:
             self.statements.clear()
+            self._known.clear()
 
 
 _notebooks: dict[str, Notebook] = {}
@@ -74,9 +94,14 @@ _registry_lock = threading.Lock()
 
 
 def notebook(name: str = "default") -> Notebook:
-    """The process-wide notebook called ``name`` (created on first use)."""
+    """The process-wide notebook called ``name`` (created on first use; at most
+    :data:`MAX_NOTEBOOKS` of them)."""
+    name = arguments.text(name, "notebook_name", "notebook")
     with _registry_lock:
-        return _notebooks.setdefault(str(name), Notebook())
+        if name not in _notebooks and len(_notebooks) >= MAX_NOTEBOOKS:
+            raise LmqLimitError(f"at most {MAX_NOTEBOOKS} notebooks can exist at once; "
+                                "forget() one first")
+        return _notebooks.setdefault(name, Notebook())
 
 
 def note(statements: str | list[str], notebook_name: str = "default") -> int:
@@ -87,12 +112,20 @@ def note(statements: str | list[str], notebook_name: str = "default") -> int:
 def recall(question: str, k: int = 5, notebook_name: str = "default",
            min_similarity: float | None = None) -> list[dict[str, Any]]:
     """The notes most similar to ``question``: ``[{"note", "similarity"}]``."""
-    return notebook(notebook_name).retrieve(str(question), k, min_similarity)
+    name = "recall"
+    question = arguments.text(question, "question", name)
+    k = arguments.integer(k, "k", name)
+    min_similarity = arguments.number(min_similarity, "min_similarity", name, optional=True)
+    return notebook(notebook_name).retrieve(question, k, min_similarity)
 
 
 def forget(notebook_name: str = "default") -> None:
-    """Empty a notebook."""
-    notebook(notebook_name).clear()
+    """Empty a notebook (and forget its name)."""
+    name = arguments.text(notebook_name, "notebook_name", "forget")
+    with _registry_lock:
+        book = _notebooks.pop(name, None)
+    if book is not None:
+        book.clear()
 
 
 def answer_with_notes(question: str, notebook_name: str = "default", k: int = 5,
@@ -106,7 +139,7 @@ def answer_with_notes(question: str, notebook_name: str = "default", k: int = 5,
     assumptions, the highest-priority source)."""
     found = recall(question, k, notebook_name, min_similarity)
     text = ".\n".join(n["note"] for n in found) + "." if found else None
-    out = cascade_answer(str(question), instruction=text, model=model, margin=margin,
+    out = cascade_answer(question, instruction=text, model=model, margin=margin,
                          order=("instruction", "parametric"), max_tokens=max_tokens)
     source = "notes" if out["source"] == "instruction" else out["source"]
     return {"answer": out["answer"], "source": source, "notes": [n["note"] for n in found],

@@ -24,7 +24,9 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmq.runtime.interpreter.budget import Budget
 from lmq.runtime.scoring import encode, prompt_ids, score_after
+from lmq.stdlib import arguments
 
 __all__ = ["posix", "psi", "typo_variants", "template_variants"]
 
@@ -33,7 +35,19 @@ def psi(matrix: Sequence[Sequence[float]], lengths: Sequence[int],
         variant: str = "paper", max_tokens: int = 5) -> float:
     """The sensitivity of one set from its log-likelihood matrix ``matrix[i][k] =
     log P(y_k | x_i)`` and response lengths in tokens."""
-    n = len(matrix)
+    name = "psi"
+    variant = arguments.choice(variant, "variant", name, ("paper", "repo"))
+    max_tokens = arguments.integer(max_tokens, "max_tokens", name, low=1)
+    rows = arguments.sequence(matrix, "matrix", name)
+    n = len(rows)
+    arguments.work(n * n, f"a {n:,} x {n:,} matrix", name)
+    matrix = [[arguments.number(x, "matrix[...][...]", name)
+               for x in arguments.sequence(row, "matrix[...]", name)] for row in rows]
+    lengths = [arguments.integer(x, "lengths[...]", name, low=0)
+               for x in arguments.sequence(lengths, "lengths", name)]
+    if any(len(row) != n for row in matrix) or len(lengths) < n:
+        raise arguments.ArgumentError(f"psi(): 'matrix' must be {n} x {n} and 'lengths' "
+                                      f"have {n} entries")
     if n < 2:
         return 0.0
     total = 0.0
@@ -44,22 +58,21 @@ def psi(matrix: Sequence[Sequence[float]], lengths: Sequence[int],
             if variant == "paper":
                 if lengths[j]:
                     total += abs(matrix[i][j] - matrix[j][j]) / lengths[j]
-            elif variant == "repo":
-                total += abs(matrix[j][i] - matrix[j][j]) / max_tokens
             else:
-                raise ValueError(f"variant must be 'paper' or 'repo', not {variant!r}")
+                total += abs(matrix[j][i] - matrix[j][j]) / max_tokens
     return total / (n * (n - 1))
 
 
 def _params(source: str, variant: Any) -> dict[str, Any]:
-    if isinstance(variant, Mapping):
+    if issubclass(type(variant), Mapping):
         return dict(variant)
     from lmq.api import compile_cached
 
     params = compile_cached(source, "<stdlib>").params
     if len(params) != 1:
-        raise ValueError(f"a variant given as a string needs a program with exactly one "
-                         f"parameter, not {list(params)}; pass dicts of parameters")
+        raise arguments.ArgumentError(f"posix(): a variant given as a string needs a program "
+                                      f"with exactly one parameter, not {list(params)}; pass "
+                                      "dicts of parameters")
     return {params[0]: variant}
 
 
@@ -84,13 +97,32 @@ def posix(query_source: str, variants: Sequence[Any], responses: Sequence[Any] |
     ``variants`` is one set (a list of variants) or several (a list of lists); each variant
     is a dict of the program's parameters or a string for its only parameter.
     ``responses`` (same shape) skips generation. Returns ``{"posix": mean psi, "sets":
-    [{"responses", "lengths", "matrix", "psi"}]}``."""
-    nested = bool(variants) and all(isinstance(v, (list, tuple)) for v in variants)
-    sets = [list(v) for v in variants] if nested else [list(variants)]
+    [{"responses", "lengths", "matrix", "psi"}]}``. Each set of ``N`` variants costs
+    ``N`` runs of the program and ``N * N`` scored continuations, within the caller's
+    limits."""
+    name = "posix"
+    query_source = arguments.text(query_source, "query_source", name)
+    variants = arguments.sequence(variants, "variants", name)
+    model = arguments.model(model, name)
+    max_tokens = arguments.integer(max_tokens, "max_tokens", name, low=1)
+    variant = arguments.choice(variant, "variant", name, ("paper", "repo"))
+    nested = bool(variants) and all(issubclass(type(v), (list, tuple)) for v in variants)
+    sets = [arguments.sequence(v, "variants[...]", name) for v in variants] if nested \
+        else [variants]
+    arguments.work(sum(len(members) ** 2 for members in sets), "its scored continuations",
+                   name)
+    for members in sets:
+        for member in members:
+            if not issubclass(type(member), (dict, str)):
+                raise arguments.ArgumentError("posix(): each variant must be a dict of "
+                                              "parameters or a string")
     if responses is not None:
-        given = [list(r) for r in responses] if nested else [list(responses)]
+        given = [arguments.texts(r, "responses[...]", name)
+                 for r in arguments.sequence(responses, "responses", name)] if nested \
+            else [arguments.texts(responses, "responses", name)]
         if [len(r) for r in given] != [len(s) for s in sets]:
-            raise ValueError("responses must have the shape of variants")
+            raise arguments.ArgumentError("posix(): 'responses' must have the shape of "
+                                          "'variants'")
     out: list[dict[str, Any]] = []
     for index, members in enumerate(sets):
         params = [_params(query_source, v) for v in members]
@@ -103,6 +135,7 @@ def posix(query_source: str, variants: Sequence[Any], responses: Sequence[Any] |
         prefixes: list[list[int]] = []
         view: Any = None
         for p in params:
+            Budget.check_time()
             view, ids = prompt_ids(query_source, p, model)
             prefixes.append(ids)
         encoded = [encode(view, a) for a in answers]
@@ -121,6 +154,13 @@ def posix(query_source: str, variants: Sequence[Any], responses: Sequence[Any] |
 def typo_variants(text: str, n: int = 3, rate: float = 0.05, seed: int = 0) -> list[str]:
     """``text`` and ``n - 1`` copies with seeded spelling errors (adjacent letters swapped
     at about ``rate`` of the letters; at least one swap each when there are two letters)."""
+    name = "typo_variants"
+    text = arguments.text(text, "text", name)
+    n = arguments.integer(n, "n", name, low=0)
+    rate = arguments.number(rate, "rate", name)
+    seed = arguments.integer(seed, "seed", name)
+    arguments.count(n, "n", name)
+    arguments.characters(n * len(text), f"{n:,} copies of the text", name)
     rng = random.Random(seed)
     out = [text]
     for _ in range(max(n - 1, 0)):
@@ -138,4 +178,9 @@ TEMPLATES = ("Question: {q}\nAnswer:", "Q: {q}\nA:", "{q}\nThe answer is", "{q}"
 
 def template_variants(question: str, templates: Sequence[str] = TEMPLATES) -> list[str]:
     """``question`` in each template (``{q}`` marks its place): template-change variants."""
+    name = "template_variants"
+    question = arguments.text(question, "question", name)
+    templates = arguments.texts(templates, "templates", name)
+    arguments.characters(sum(len(t) + t.count("{q}") * len(question) for t in templates),
+                         "the variants", name)
     return [t.replace("{q}", question) for t in templates]

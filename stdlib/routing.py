@@ -54,7 +54,9 @@ from lmq.config import (
     parse_specialist,
     read_config,
 )
+from lmq.errors import LmqError
 from lmq.runtime.decoding.model_choices import Routed
+from lmq.stdlib import arguments
 
 __all__ = ["route", "decision", "specialists", "embed", "similarity"]
 
@@ -87,22 +89,36 @@ def specialists() -> dict[str, dict[str, Any]]:
 
 
 def _candidates(names: Any, table: Mapping[str, Any] | None) -> dict[str, Specialist]:
-    if isinstance(names, Mapping):
-        return {str(n): parse_specialist(str(n), e) for n, e in names.items()}
+    if issubclass(type(names), Mapping):
+        arguments.count(len(names), "names", "route", MAX_CANDIDATES)
+        return {arguments.text(n, "names", "route"): _parse(n, e) for n, e in names.items()}
     declared = dict(table) if table is not None else load_specialists()
     if names is None:
         if not declared:
             raise ValueError("route: no candidates (pass names, or declare "
                              "[tool.lmq.specialists] in the configuration)")
         return {n: parse_specialist(n, e) for n, e in declared.items()}
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise ValueError("route: names must be a non-empty list of names or a dict")
-    return {str(n): parse_specialist(str(n), declared.get(str(n), {"model": str(n)}))
-            for n in names}
+    names = arguments.texts(names, "names", "route")
+    if not names:
+        raise arguments.ArgumentError("route(): 'names' must be a non-empty list of names "
+                                      "or a dict")
+    arguments.count(len(names), "names", "route", MAX_CANDIDATES)
+    return {n: _parse(n, declared.get(n, {"model": n})) for n in names}
+
+
+def _parse(name: str, entry: Any) -> Specialist:
+    """A candidate's table (plain data; a program's dict of strings and lists)."""
+    try:
+        return parse_specialist(name, entry)
+    except LmqError as error:
+        raise arguments.ArgumentError(f"route(): candidate '{name}': {error.message}") from None
 
 
 # ------------------------------------------------------------------ embeddings
 
+EMBEDDED_CHARACTERS = 100_000  # far more than 256 tokens of any real text
+MAX_EMBEDDED = 4096  # texts per call (the vector cache's size)
+MAX_CANDIDATES = 1000
 _encoder: tuple[Any, Any] | None = None
 _encoder_lock = threading.Lock()
 _vectors: dict[str, Any] = {}
@@ -133,10 +149,13 @@ def _load_encoder() -> tuple[Any, Any]:
 
 def embed_vectors(texts: Sequence[str]) -> Any:
     """L2-normalised mean-pooled MiniLM embeddings, a float32 numpy array ``[n, 384]``;
-    texts seen before come from a process-wide cache."""
+    texts seen before come from a process-wide cache. The model reads 256 tokens of each
+    text; only the first :data:`EMBEDDED_CHARACTERS` characters are tokenized."""
     import numpy as np
     import torch
 
+    texts = [text[:EMBEDDED_CHARACTERS] for text in texts]
+    arguments.count(len(texts), "texts to embed", "embed", MAX_EMBEDDED)
     missing = list(dict.fromkeys(t for t in texts if t not in _vectors))
     if missing:
         tokenizer, model = _load_encoder()
@@ -158,12 +177,13 @@ def embed_vectors(texts: Sequence[str]) -> Any:
 
 def embed(text: str) -> list[float]:
     """The sentence embedding of ``text`` (384 floats, unit length)."""
-    return [float(x) for x in embed_vectors([str(text)])[0]]
+    return [float(x) for x in embed_vectors([arguments.text(text, "text", "embed")])[0]]
 
 
 def similarity(a: str, b: str) -> float:
     """Cosine similarity of two texts' sentence embeddings."""
-    vectors = embed_vectors([str(a), str(b)])
+    vectors = embed_vectors([arguments.text(a, "a", "similarity"),
+                             arguments.text(b, "b", "similarity")])
     return float(vectors[0] @ vectors[1])
 
 
@@ -183,13 +203,16 @@ def route(text: str, names: Any = None, by: str = "embedding", model: Any = None
     """Choose the candidate for ``text``; see the module docstring. ``model`` is the
     router model for ``by="lm"`` (default: the default model). ``specialists`` replaces the
     configuration's table."""
-    if by not in BY:
-        raise ValueError(f"route: by must be one of {', '.join(BY)}, not {by!r}")
+    by = arguments.choice(by, "by", "route", BY)
+    text = arguments.text(text, "text", "route")
+    model = arguments.model(model, "route")
+    if specialists is not None and not issubclass(type(specialists), Mapping):
+        raise arguments.ArgumentError("route(): 'specialists' must be a dict or None")
     candidates = _candidates(names, specialists)
     if by == "embedding":
-        scores = _embedding_scores(str(text), candidates)
+        scores = _embedding_scores(text, candidates)
     else:
-        scores = _lm_scores(str(text), candidates, model)
+        scores = _lm_scores(text, candidates, model)
     name = max(scores, key=lambda n: scores[n])
     spec = candidates[name].model or name  # no model: the run's, known when it runs
     choice = Route(spec, name, by, scores, candidates[name].as_dict())
@@ -201,8 +224,8 @@ def route(text: str, names: Any = None, by: str = "embedding", model: Any = None
 def decision(choice: Any) -> dict[str, Any]:
     """The details of a :func:`route` answer as plain data: ``{"name", "model", "by",
     "scores", "specialist"}`` (for programs, which cannot read a Route's attributes)."""
-    if not isinstance(choice, Route):
-        raise ValueError("decision() takes what route() returned")
+    if not issubclass(type(choice), Route):
+        raise arguments.ArgumentError("decision() takes what route() returned")
     return {"name": choice.name, "model": str(choice), "by": choice.by,
             "scores": dict(choice.scores), "specialist": dict(choice.specialist)}
 

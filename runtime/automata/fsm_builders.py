@@ -69,7 +69,13 @@ class LabelsAutomaton(LazyAutomaton):
     """``LABELS`` as a lazy subset construction over configurations ``(used, phase)``."""
 
     def __init__(self, node: rg.Labels, budget: CompileBudget) -> None:
-        self.trie = _LabelTrie(label.encode() for label in node.labels)
+        encoded = [label.encode() for label in node.labels]
+        size = sum(map(len, encoded))
+        if len(encoded) > budget.max_labels or size > budget.max_label_bytes:
+            raise too_large(f"LABELS over {len(encoded):,} labels of {size:,} bytes (at most "
+                            f"{budget.max_labels:,} labels of {budget.max_label_bytes:,} "
+                            "bytes)", hint="use fewer labels, or a LABELS per group")
+        self.trie = _LabelTrie(encoded)
         self.sep, self.unique, self.low, self.high = (node.sep.encode(), node.unique,
                                                       node.min, node.max)
         self.nodes, self.everything = len(self.trie.children), (1 << len(node.labels)) - 1

@@ -42,6 +42,9 @@ class CompileBudget:
     seconds: float = 60.0
     memo_states: int = 50_000  # ~1.2 KiB each
     max_search_states: int = 20_000  # states one shortest-completion search may expand
+    # LABELS: its trie has a node per label byte, each holding a bit per label below it
+    max_labels: int = 2_000
+    max_label_bytes: int = 200_000
 
 
 class AutomatonLimitError(LmqLimitError, LmqCompileError):

@@ -239,11 +239,15 @@ def _packed(token_bytes: list[bytes | None], vocab_size: int,
 
 
 def _load(fingerprint: str, vocab_size: int) -> dict[str, np.ndarray] | None:
-    """The derived arrays of ``fingerprint`` from the disk cache, None when absent or not
-    intact (truncated, corrupt or foreign: rebuilt and overwritten)."""
+    """The derived arrays of ``fingerprint`` from the disk cache, None when absent, not
+    intact (truncated, corrupt or foreign: rebuilt and overwritten) or writable by others
+    (its masks decide what a constraint allows). Only arrays are read, never a pickle."""
     directory = _cache_dir()
     path = directory / f"{fingerprint}.npz" if directory else None
-    if path is None or not path.exists():
+    try:
+        if path is None or not path.is_file() or path.stat().st_mode & 0o022:
+            return None
+    except OSError:
         return None
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -74,8 +74,13 @@ class ModelInfo:
 # -- locations ---------------------------------------------------------------------------
 
 def cache_dir() -> Path:
-    """``$LMQ_CACHE_DIR`` or ``~/.cache/lmq``."""
-    return Path(os.environ.get("LMQ_CACHE_DIR") or Path.home() / ".cache" / "lmq")
+    """``$LMQ_CACHE_DIR`` or ``~/.cache/lmq``; an ``LmqModelError`` if it names something
+    that is not a folder."""
+    folder = Path(os.environ.get("LMQ_CACHE_DIR") or Path.home() / ".cache" / "lmq")
+    if folder.exists() and not folder.is_dir():
+        raise LmqModelError(f"the cache folder {folder} is not a folder",
+                            hint="set LMQ_CACHE_DIR to a folder lmq may write")
+    return folder
 
 
 def _find_package_folder(name: str, install: str | None = None) -> Path:
@@ -149,10 +154,15 @@ def _file_lock(path: Path) -> Iterator[None]:
 def _ensure_converted(gguf: Path, folder: Path, label: str) -> Path:
     if _is_complete(folder):
         return folder
-    with _file_lock(folder.parent / f".{folder.name}.lock"):
-        if _is_complete(folder):  # another process finished it while we waited
-            return folder
-        _convert_gguf(gguf, folder, label)
+    try:
+        with _file_lock(folder.parent / f".{folder.name}.lock"):
+            if _is_complete(folder):  # another process finished it while we waited
+                return folder
+            _convert_gguf(gguf, folder, label)
+    except OSError as error:
+        raise LmqModelError(f"cannot write the converted {label} into {folder.parent}: "
+                            f"{error.strerror or error}",
+                            hint="set LMQ_CACHE_DIR to a folder lmq may write") from None
     return folder
 
 
@@ -208,6 +218,11 @@ def _resolve_device(device: str | None) -> str:
     device = device or os.environ.get("LMQ_DEVICE")
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LmqModelError(f"unknown device {device!r} (LMQ_DEVICE or device=)",
+                            hint="for example cpu, cuda or cuda:1") from None
     return device
 
 
@@ -220,21 +235,41 @@ def _resolve_dtype(dtype: str | None, device: str) -> str:
     return dtype
 
 
+# Weights that are pickles: reading one can run code, so lmq reads safetensors only.
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safetensors(folder: Path, what: str, weights: str = "*.safetensors") -> None:
+    """Refuse a model or adapter folder whose weights are pickles (no safetensors)."""
+    if any(folder.glob(weights)):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise LmqModelError(f"the {what} folder {folder} holds its weights as pickles "
+                            f"({', '.join(pickled[:3])}), which lmq does not load (reading a "
+                            "pickle can run code)", hint="convert it to safetensors: "
+                            "model.save_pretrained(folder, safe_serialization=True)")
+
+
 def _load_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
-    """The model and tokenizer of a transformers folder; a broken folder (missing or
-    malformed files) is an :class:`LmqModelError` naming it."""
+    """The model and tokenizer of a transformers folder, from safetensors weights only; a
+    broken folder (missing or malformed files, pickled weights) is an
+    :class:`LmqModelError` naming it."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model: Any
     torch_dtype = _torch_dtype(dtype)
+    check_safetensors(folder, "model")
     try:
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
-                                                         attn_implementation="sdpa")
+                                                         attn_implementation="sdpa",
+                                                         use_safetensors=True)
         except ValueError:  # an architecture without SDPA support; the backend handles eager
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
-                                                         attn_implementation="eager")
+                                                         attn_implementation="eager",
+                                                         use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, SafetensorError) as error:
         raise LmqModelError(f"cannot load the model folder {folder}: "
@@ -331,6 +366,8 @@ def load(spec: str, *, device: str | None = None, dtype: str | None = None,
     from lmq.runtime.backends.hf import TransformersBackend
 
     device, dtype = options(device, dtype)
+    if adapter is not None:
+        check_safetensors(Path(adapter).expanduser(), "adapter", "adapter_model.safetensors")
     merge = adapter_merger(adapter) if adapter is not None else None
     model, tokenizer = load_model(spec, device, dtype)
     name = spec

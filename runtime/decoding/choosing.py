@@ -268,7 +268,9 @@ def draw(probs: torch.Tensor, rng: torch.Generator | None) -> int:
 
 
 def seeded_generator(seed: int | None, index: int) -> torch.Generator:
-    """The random generator of sample row ``index``: ``seed + index`` (no seed: the clock)."""
+    """The random generator of sample row ``index``: ``seed + index`` modulo 2**63 (no
+    seed: the clock)."""
     generator = torch.Generator()
-    generator.manual_seed((seed if seed is not None else int(time.time_ns() % 2**31)) + index)
+    generator.manual_seed(((seed if seed is not None else int(time.time_ns() % 2**31)) + index)
+                          % 2**63)
     return generator

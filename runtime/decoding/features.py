@@ -33,10 +33,11 @@ def hole_plan(request: HoleRequest, segments: list[Segment],
     ``from`` value, None for the run's model), the plan it is decoded under (None: plain
     decoding) and what the trace should record of the choice (None: nothing)."""
     model = request.model
-    if isinstance(model, Ensemble):
+    # by type alone: a host object's ``__class__`` could claim to be either
+    if type(model) is Ensemble:
         return model.main, ensemble_plan(model), None
     decision = None
-    if isinstance(model, Routed):
+    if issubclass(type(model), Routed):
         decision = {"route": str(model), "by": model.by, "scores": dict(model.scores)}
     plan = None
     if request.prefer is not None and request.distribution is None:

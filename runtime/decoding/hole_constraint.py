@@ -89,7 +89,10 @@ def check_predicates(hole: HoleRun, text: str) -> None:
     """Raise unless ``text``, the finished value of ``hole``, passes its predicates."""
     for predicate in hole.spec.predicates:
         try:
-            ok = predicate.function(text, *predicate.args, **dict(predicate.kwargs))
+            ok = bool(predicate.function(text, *predicate.args, **dict(predicate.kwargs)))
+        except LmqError as error:  # the program's sandbox reporting the predicate's failure
+            raise LmqConstraintError(f"predicate '{predicate.name}' failed: {error.message}",
+                                     hole.span) from None
         except Exception as error:  # noqa: BLE001 - a host predicate may raise anything
             raise LmqConstraintError(f"predicate '{predicate.name}' raised "
                                      f"{type(error).__name__}: {error}") from None

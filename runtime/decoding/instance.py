@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from lmq import ir
 from lmq.constraints import HoleSpec
 from lmq.errors import Source
+from lmq.limits import Limits
 
 _serials = itertools.count()
 
@@ -62,6 +63,7 @@ class ProgramInstance(Protocol):
     context: list[Segment]  # what the model has been shown so far, in order
     role: str | None  # the chat role the next text belongs to
     finished: bool
+    limits: Limits  # its run's bounds (the loop bounds what it allocates for the row)
 
     @property
     def source(self) -> Source:

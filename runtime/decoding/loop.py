@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from lmq.decoders import DecoderSpec
-from lmq.errors import LmqError, LmqModelError
+from lmq.errors import LmqError, LmqLimitError, LmqModelError, is_out_of_memory
 from lmq.runtime.backends.base import Backend, ModelView
 from lmq.runtime.backends.served import ServedBackend
 from lmq.runtime.decoding.choosing import greedy_batch, pick_token, single_threaded
@@ -147,14 +147,27 @@ class Decoding:
 
     def _guard(self, row: Row, action: Callable[[Row], None], fail_fast: bool) -> None:
         try:
-            action(row)
+            try:
+                action(row)
+            except Exception as error:  # the last line of defence: the row ran out of memory
+                if not is_out_of_memory(error):
+                    raise
+                raise LmqLimitError("ran out of memory while decoding this row (lower "
+                                    "limits.memory, the batch size or the decoder's n)"
+                                    ) from None
         except LmqError as error:
             if fail_fast:
                 raise
-            row.error = error
-            self.release(row)
-            if self.on_event is not None:
-                self.on_event({"event": "failed", "instance": row.instance})
+            self.fail(row, error)
+
+    def fail(self, row: Row, error: LmqError) -> None:
+        """Stop ``row`` with ``error``, freeing its rows of the backend. The error is kept
+        without its traceback: its frames hold the rows, and the cycle would keep every
+        failed row's values until the next garbage collection."""
+        row.error = error.with_traceback(None)
+        self.release(row)
+        if self.on_event is not None:
+            self.on_event({"event": "failed", "instance": row.instance})
 
     def forward(self, rows: list[Row]) -> list[torch.Tensor]:
         """One forward pass per model over the contexts with queued tokens (others reuse
@@ -446,8 +459,10 @@ class Decoding:
                      values: Sequence[str]) -> None:
         """Score every value as a continuation in one batched pass; bind the likeliest."""
         runtime = row.runtime
-        assert runtime is not None
+        assert runtime is not None and row.request is not None
         sequences = [runtime.vocabulary.encode(value) for value in values]
+        _check_scoring(sequences, len(runtime.text_bytes), row.state.limits.memory,
+                       row.request)
         scores = runtime.backend.score(row.context.handle, sequences, first_logits=logits)
         self.forward_passes += 1
         row.counters.forward_passes += 1
@@ -472,3 +487,17 @@ class Decoding:
             context.backend.release([context.handle])
         row.contexts.clear()
         row.companions.clear()
+
+
+def _check_scoring(sequences: Sequence[Sequence[int]], vocabulary: int, memory: int,
+                   request: HoleRequest) -> None:
+    """A distribution's scoring pass holds a row of logits (and one of log-probabilities)
+    per distinct prefix of its values: refuse, before allocating, more than
+    ``limits.memory`` allows."""
+    prefixes = {tuple(ids[:j]) for ids in sequences for j in range(1, len(ids))}
+    size = 8 * vocabulary * len(prefixes)
+    if size > memory:
+        raise LmqLimitError(f"scoring the {len(sequences):,} values of the distribution of "
+                            f"hole '{request.hole.name}' would hold {len(prefixes):,} rows of "
+                            f"{vocabulary:,} logits ({size:,} bytes), more than "
+                            f"{memory:,} (limits.memory)", request.hole.span)

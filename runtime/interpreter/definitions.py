@@ -18,6 +18,7 @@ from lmq.limits import Limits
 from lmq.runtime.interpreter import modules
 from lmq.runtime.interpreter.evaluate import Evaluator, Scope
 from lmq.runtime.interpreter.namespaces import Namespace
+from lmq.runtime.interpreter.operations import Callables
 from lmq.runtime.interpreter.records import SCALARS, Kind, RecordType
 
 STDLIB = "lmq.stdlib."
@@ -77,7 +78,7 @@ def check_assert(stmt: ir.Assert, scope: Scope, evaluator: Evaluator, source: So
 
 
 def bind_imports(stmt: ir.Import, scope: Scope, limits: Limits, tick: Callable[[], None],
-                 callables: set[int]) -> None:
+                 callables: Callables) -> None:
     """Bind what an import names: an lmq-owned module (``import re``, ``from json import
     loads``) or names of a standard-library module."""
     name = stmt.module
@@ -101,4 +102,4 @@ def bind_imports(stmt: ir.Import, scope: Scope, limits: Limits, tick: Callable[[
             raise LmqRuntimeError(f"'{name}' has no name '{item}'", stmt.span)
         value = getattr(module, item)
         scope.variables[alias] = value
-        callables.add(id(value))
+        callables.add([value], stdlib=True)

@@ -5,12 +5,13 @@ calls :meth:`Evaluator.evaluate` synchronously. Every name and attribute goes th
 :mod:`lmq.runtime.interpreter.sandbox`, every call, operator, comparison and iteration through
 :mod:`lmq.runtime.interpreter.operations`; every value that can grow is size-checked.
 
-Memory (``limits.memory``): each sizeable value an operation creates is charged to the
-evaluator; once the charges since the last measurement pass a quarter of the bound, the
-values the program still holds (its variables, given by the interpreter as ``roots``, and
-the partial results of the expressions being evaluated, kept on ``held``) are measured,
-and a program holding more than the bound stops. Values that are only read (a variable, an
-item of a list) are not charged: a fresh value is one nothing else refers to yet.
+Memory (``limits.memory``): each value an operation creates is charged to the row's
+memory pool (:class:`~lmq.runtime.interpreter.budget.MemoryPool`, shared by the rows of
+one instance); once the charges since the last measurement pass a quarter of the bound
+(at most 128 MB), the values the rows still hold (their variables and hole values, and the partial
+results of the expressions being evaluated, kept on ``held``) are measured, and a program
+holding more than the bound stops. Values that are only read (a variable, an item of a
+list) are not charged: a fresh value is one nothing else refers to yet.
 """
 
 from __future__ import annotations
@@ -21,21 +22,29 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from lmq import ir
-from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
-from lmq.limits import Limits
-from lmq.runtime.interpreter import operations, sandbox, sizes
+from lmq.errors import (
+    LmqError,
+    LmqLimitError,
+    LmqRuntimeError,
+    LmqSandboxError,
+    is_out_of_memory,
+)
+from lmq.runtime.interpreter import boundary, operations, sandbox, sizes
+from lmq.runtime.interpreter.budget import Budget
 
 UNARY: dict[str, Callable[[Any], Any]] = {
     "-": operator.neg, "+": operator.pos, "not": operator.not_, "~": operator.invert,
 }
 _UNDEFINED = object()
-_CHARGE_FLOOR = 4096  # values smaller than this are not charged one by one
+_HELD_FROM = 512  # a partial result with this many items or characters is kept on `held`
+_FRESH_FROM = 4096  # bytes from which a value is charged only if fresh (smaller: always)
+_CHARGE_EVERY = 1 << 16  # bytes charged locally before the pool hears of them
 
 
 def _sizeable(value: Any) -> bool:
     kind = type(value)
     return (kind is str or kind is list or kind is dict or kind is tuple or kind is set) \
-        and len(value) >= _CHARGE_FLOOR // 8
+        and len(value) >= _HELD_FROM
 
 
 def _refcount(value: Any) -> int:
@@ -72,18 +81,17 @@ class Scope:
 
 
 class Evaluator:
-    """Evaluates expressions; ``tick`` is called once per loop iteration of a
-    comprehension so step limits and timeouts also bound expressions. ``roots`` gives the
-    values the program holds (for the memory bound)."""
+    """Evaluates expressions of one row under its ``budget``, which is ticked once per
+    loop iteration of a comprehension so step limits and timeouts also bound
+    expressions; ``callables`` is what the program may call."""
 
-    def __init__(self, limits: Limits, callables: set[int], tick: Callable[[], None],
-                 roots: Callable[[], Iterable[Any]] = tuple) -> None:
-        self.limits = limits
-        self.callables = callables  # ids of the builtins, tools and stdlib names
-        self.tick = tick
-        self.roots = roots
+    def __init__(self, budget: Budget, callables: operations.Callables) -> None:
+        self.budget = budget
+        self.limits = budget.limits
+        self.callables = callables
+        self.tick = budget.tick
         self.held: list[Any] = []  # partial results of the expressions being evaluated
-        self.charged = 0
+        self.charged = 0  # bytes charged since the pool last heard
         self.collisions = sizes.Collisions()
         self.dispatch: dict[type, Callable[[Any, Scope], Any]] = {
             ir.Name: self._name, ir.Const: lambda e, s: e.value, ir.FString: self._fstring,
@@ -105,10 +113,10 @@ class Evaluator:
             raise
         except RecursionError:
             raise LmqRuntimeError("expression nested too deeply", expr.span) from None
-        except MemoryError:
-            raise LmqLimitError("the host ran out of memory evaluating this expression "
-                                "(lower limits.memory or the size limits)", expr.span) from None
-        except Exception as error:  # a wrong type, or a host object's method that raised
+        except Exception as error:  # a wrong type, say
+            if is_out_of_memory(error):
+                raise LmqLimitError("ran out of memory evaluating this expression (lower "
+                                    "limits.memory or the size limits)", expr.span) from None
             raise LmqRuntimeError(f"{type(error).__name__}: {error}", expr.span) from None
 
     def is_callable(self, function: Any) -> bool:
@@ -120,29 +128,27 @@ class Evaluator:
     def charge(self, value: Any) -> Any:
         """Account for a value an operation has just made; returns it. Pass the value
         straight from the call that made it: a value something else already refers to is
-        not new memory and is not charged."""
+        not new memory and is not charged. Sizes are estimates (a container's items at
+        24 bytes each): the check itself measures."""
         kind = type(value)
         if kind is str:
-            size = len(value)
+            size = 49 + len(value)
+        elif kind is int:
+            bits = value.bit_length()
+            if bits <= 64:
+                return value
+            size = 28 + bits // 8
         elif kind is list or kind is tuple or kind is dict or kind is set:
-            size = 8 * len(value)
+            size = sys.getsizeof(value) + 24 * len(value)
         else:
             return value
-        if size < _CHARGE_FLOOR or _refcount(value) > _FRESH_REFS + 1:
+        if size >= _FRESH_FROM and _refcount(value) > _FRESH_REFS + 1:
             return value
         self.charged += size
-        if self.charged > max(self.limits.memory // 4, 1 << 20):
-            self.charged = 0
-            self.check_memory(value)
+        if self.charged >= _CHARGE_EVERY:  # the pool hears of charges in batches
+            charged, self.charged = self.charged, 0
+            self.budget.pool.charge(charged, value)
         return value
-
-    def check_memory(self, *extra: Any) -> None:
-        """Measure what the program holds; raise past ``limits.memory``."""
-        memory = self.limits.memory
-        held = sizes.measure([*self.roots(), self.held, *extra], memory)
-        if held > memory:
-            raise LmqLimitError(f"the program's values take more than {memory:,} bytes "
-                                "(limits.memory)")
 
     def _all(self, exprs: Iterable[ir.Expr], scope: Scope) -> list[Any]:
         """Evaluate ``exprs`` in order; once one of the values made so far is sizeable,
@@ -254,8 +260,7 @@ class Evaluator:
         function, args = parts[0], tuple(parts[1:1 + len(expr.args)])
         kwargs = {kw.name: value for kw, value in zip(expr.keywords,
                                                        parts[1 + len(expr.args):])}
-        return self.charge(operations.call(function, args, kwargs, expr, self.limits,
-                                           self.callables, self.collisions))
+        return self.charge(operations.call(function, args, kwargs, expr, self))
 
     def _attribute(self, expr: ir.Attribute, scope: Scope) -> Any:
         return sandbox.get_attribute(self.evaluate(expr.value, scope), expr.attr)
@@ -263,8 +268,8 @@ class Evaluator:
     def _subscript(self, expr: ir.Subscript, scope: Scope) -> Any:
         value, index = self._all((expr.value, expr.index), scope)
         if sandbox.basic_type(value) is None:
-            raise LmqSandboxError(f"{type(value).__name__} objects cannot be indexed in lmq "
-                                  "programs", expr.span)
+            raise LmqSandboxError(f"{boundary.describe(value)} objects cannot be indexed in "
+                                  "lmq programs", expr.span)
         if isinstance(value, dict):
             sizes.check_extent(index, self.limits, "dict key", work=True)
         if isinstance(index, slice):
@@ -362,8 +367,8 @@ class Evaluator:
         elif isinstance(target, ir.Subscript):
             container = self.evaluate(target.value, scope)
             if type(container) not in (list, dict):
-                raise LmqSandboxError(f"cannot assign items of a {type(container).__name__}",
-                                      target.span)
+                raise LmqSandboxError("cannot assign items of a "
+                                      f"{boundary.describe(container)}", target.span)
             index = self.evaluate(target.index, scope)
             if isinstance(container, dict):
                 sizes.check_extent(index, self.limits, "dict key", work=True)

@@ -1,6 +1,6 @@
 """The interpreter's data: the frames of its explicit stack, and the helpers that bind
-nested-query calls and copy variables for forks (:mod:`lmq.runtime.interpreter.program`
-runs them). What it emits, :class:`~lmq.runtime.decoding.instance.Segment` s and
+nested-query calls (:mod:`lmq.runtime.interpreter.program` runs them). What it emits,
+:class:`~lmq.runtime.decoding.instance.Segment` s and
 :class:`~lmq.runtime.decoding.instance.HoleRequest` s, is the decoding loop's contract."""
 
 from __future__ import annotations
@@ -99,33 +99,3 @@ def bind_arguments(definition: ir.QueryDef, args: list[Any], kwargs: dict[str, A
         raise LmqRuntimeError(f"query '{definition.name}' is missing argument "
                               f"'{missing[0]}'", hole.span)
     return bound
-
-
-def copy_value(value: Any) -> Any:
-    """Copy the containers of a variable table; other values are immutable or opaque.
-    Without recursion, and each list or dict once: shared and cyclic containers stay
-    shared and cyclic in the copy, and a deeply nested or widely shared value costs only
-    its own size."""
-    copies: dict[int, Any] = {}
-    todo: list[tuple[Any, Any]] = []
-
-    def shell(item: Any) -> Any:
-        if isinstance(item, (dict, list)):
-            copied = copies.get(id(item))
-            if copied is None:
-                copied = copies[id(item)] = {} if isinstance(item, dict) else []
-                todo.append((item, copied))
-            return copied
-        if isinstance(item, set):
-            return set(item)
-        return item
-
-    result = shell(value)
-    while todo:
-        original, copied = todo.pop()
-        if isinstance(copied, dict):
-            for key, item in original.items():
-                copied[key] = shell(item)
-        else:
-            copied.extend(shell(item) for item in original)
-    return result

@@ -13,10 +13,12 @@ predicate).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lmq import ir
+from lmq.errors import LmqRuntimeError
 from lmq.runtime.interpreter.evaluate import Scope
 from lmq.runtime.interpreter.namespaces import ProgramCallable, bind_call
 
@@ -34,8 +36,16 @@ class UserFunction(ProgramCallable):
         self.body = body
         self.defaults = defaults
         self.closure = closure
-        self.machine = machine
+        self._machine = weakref.ref(machine)  # the instance holds its functions: no cycle
         self.span = span
+
+    @property
+    def machine(self) -> Machine:
+        machine = self._machine()
+        if machine is None:
+            raise LmqRuntimeError(f"function '{self.name}' belongs to a program instance "
+                                  "that has ended", self.span)
+        return machine
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.machine.invoke(self, args, kwargs)

@@ -9,16 +9,24 @@ would pass a limit, and notes the keys about to be hashed into a set or dict
 
 from __future__ import annotations
 
-import builtins
-import functools
+import copy
 import operator
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 from lmq import ir
-from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError
+from lmq.errors import (
+    LmqError,
+    LmqLimitError,
+    LmqRuntimeError,
+    LmqSandboxError,
+    Span,
+    is_out_of_memory,
+)
 from lmq.limits import Limits
-from lmq.runtime.interpreter import sandbox, sizes
+from lmq.runtime.decoding.model_choices import Ensemble, Routed
+from lmq.runtime.interpreter import boundary, sandbox, sizes
+from lmq.runtime.interpreter.budget import Budget
 from lmq.runtime.interpreter.namespaces import ProgramCallable
 
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
@@ -32,20 +40,12 @@ COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt, ">=": operator.ge, "in": lambda a, b: a in b,
     "not in": lambda a, b: a not in b, "is": operator.is_, "is not": operator.is_not,
 }
-_BUILTIN_NAMES = {id(getattr(builtins, name)): name for name in sandbox.ALLOWED_BUILTIN_NAMES}
-
-
-def is_callable(function: Any, callables: set[int]) -> bool:
-    """Whether a program may call ``function``: ``callables`` holds the ids of the
-    builtins, tools and stdlib names; methods of basic values are always allowed."""
-    return id(function) in callables or sandbox.is_basic_method(function) or \
-        isinstance(function, ProgramCallable)
 
 
 def iterate(value: Any, expr: ir.Node) -> Iterator[Any]:
     if not isinstance(value, sandbox.ITERABLES) \
             or isinstance(value, (int, float, bool, type(None))):
-        raise LmqRuntimeError(f"cannot iterate over a {type(value).__name__}", expr.span)
+        raise LmqRuntimeError(f"cannot iterate over a {boundary.describe(value)}", expr.span)
     return iter(value)
 
 
@@ -75,15 +75,17 @@ def _precheck_binop(op: str, left: Any, right: Any, limits: Limits,
 
 
 def compare(op: str, left: Any, right: Any, limits: Limits) -> Any:
-    """``left op right`` for one link of a comparison chain, its walk bounded first."""
-    _precheck_compare(op, left, right, limits)
+    """``left op right`` for one link of a comparison chain, its walk bounded first. Two
+    handles of one host object are the same object (``is``), as they are equal."""
+    if op in ("is", "is not"):
+        left, right = boundary.identity(left), boundary.identity(right)
+    else:
+        _precheck_compare(op, left, right, limits)
     return COMPARE[op](left, right)
 
 
 def _precheck_compare(op: str, left: Any, right: Any, limits: Limits) -> None:
     """Comparing containers walks them: bound the walk before Python does it."""
-    if op in ("is", "is not"):
-        return
     if op in ("in", "not in"):
         if isinstance(right, (list, tuple)):
             if isinstance(left, sizes.TEXT_TYPES):
@@ -113,21 +115,75 @@ def _check_search(needle: Any, items: list[Any] | tuple[Any, ...], limits: Limit
 
 # ------------------------------------------------------------ calls
 
-def call(function: Any, args: tuple, kwargs: dict, expr: ir.Call, limits: Limits,
-         callables: set[int], collisions: sizes.Collisions) -> Any:
-    """Call ``function`` if the sandbox allows it; errors name the callee."""
-    is_method = sandbox.is_basic_method(function)
-    if not is_method and not is_callable(function, callables):
+
+class Callables:
+    """What a program instance may call, by kind: its ``builtins`` (id to name: the table
+    of :func:`~lmq.runtime.interpreter.sandbox.make_builtins`), the ``stdlib`` names it
+    imported and the host's ``tools``; methods of basic values always."""
+
+    def __init__(self, builtins_table: dict[str, Any], tools: Iterable[Any] = ()) -> None:
+        self.builtins = {id(function): name for name, function in builtins_table.items()}
+        self.stdlib: set[int] = set()
+        self.tools = {id(tool) for tool in tools}
+
+    def add(self, values: Iterable[Any], stdlib: bool = False) -> None:
+        (self.stdlib if stdlib else self.tools).update(id(value) for value in values)
+
+    def kind(self, function: Any) -> str | None:
+        """``"method"``, ``"builtin"``, ``"native"`` (a function of an lmq-owned
+        namespace), ``"stdlib"``, ``"tool"``, or None: not callable."""
+        key = id(function)
+        if key in self.builtins:
+            return "builtin"
+        if isinstance(function, ProgramCallable):
+            return "native"
+        if key in self.stdlib:
+            return "stdlib"
+        if key in self.tools:
+            return "tool"
+        return "method" if sandbox.is_basic_method(function) else None
+
+    def copy(self) -> Callables:
+        twin = copy.copy(self)
+        twin.stdlib, twin.tools = set(self.stdlib), set(self.tools)
+        return twin
+
+
+class CallContext(Protocol):
+    """What a call needs of the evaluator making it."""
+
+    limits: Limits
+    callables: Callables
+    collisions: sizes.Collisions
+    budget: Budget
+
+
+def is_callable(function: Any, callables: Callables) -> bool:
+    """Whether a program may call ``function`` (directly, as ``key=``, as a predicate)."""
+    return callables.kind(function) is not None
+
+
+def call(function: Any, args: tuple, kwargs: dict, expr: ir.Call, context: CallContext) -> Any:
+    """Call ``function`` if the sandbox allows it; errors name the callee.
+
+    Builtins and methods of basic values are checked before they run (their cost can
+    depend on their arguments). Host code — a tool, an imported standard-library name —
+    runs under the program's budget (:meth:`~lmq.runtime.interpreter.budget.Budget.hosting`:
+    lmq programs it runs spend it), through the boundary: a tool gets its arguments
+    handed out and its result admitted (:mod:`lmq.runtime.interpreter.boundary`); a
+    standard-library function gets the program's values as they are (only lmq code reads
+    them) and the callables among its arguments as callbacks that call through here."""
+    limits, callables = context.limits, context.callables
+    kind = callables.kind(function)
+    if kind is None:
         raise LmqSandboxError(f"{_describe(expr.func)} is not callable in lmq programs "
                               "(only builtins, imported stdlib names, tools and methods "
                               "of basic values are)", expr.span)
-    builtin = _BUILTIN_NAMES.get(id(function))
-    allowed = functools.partial(is_callable, callables=callables)
-    if is_method:
+    if kind == "method":
         sandbox.precheck_method(function, args, kwargs, limits)
-        args = _note_method_keys(function, args, collisions)
-        sandbox.check_key_function(function, kwargs, allowed)
-    elif builtin is not None:
+        args = _note_method_keys(function, args, context.collisions)
+    elif kind == "builtin":
+        builtin = callables.builtins[id(function)]
         if builtin in ("str", "repr") and len(args) == 1 and not kwargs:
             return sizes.to_text(args[0], limits, f"the argument of {builtin}()",
                                  as_repr=builtin == "repr")
@@ -136,26 +192,85 @@ def call(function: Any, args: tuple, kwargs: dict, expr: ir.Call, limits: Limits
             args = (list(iterate(args[0], expr)), *args[1:])  # look before
         sandbox.precheck_builtin(builtin, args, kwargs, limits)
         if builtin in ("set", "dict") and args:
-            collisions.note(sizes.keys_of(args[0], builtin == "dict"))
-        sandbox.check_key_function(function, kwargs, allowed)
+            context.collisions.note(sizes.keys_of(args[0], builtin == "dict"))
+    if "key" in kwargs and kind in ("method", "builtin"):
+        kwargs = {**kwargs, "key": _key_function(kwargs["key"], context, expr.span)}
+    if kind == "tool":
+        args, kwargs = boundary.hand_out(args), boundary.hand_out(kwargs)
+    elif kind == "stdlib":
+        args = tuple(_callback(a, context, expr.span) for a in args)
+        kwargs = {name: _callback(value, context, expr.span) for name, value in kwargs.items()}
     try:
-        result = function(*args, **kwargs)
-    except LmqError:
+        if kind in ("tool", "stdlib"):
+            with context.budget.hosting():
+                result = function(*args, **kwargs)
+        else:
+            result = function(*args, **kwargs)
+    except LmqError as error:
+        if error.source is not None and kind in ("tool", "stdlib"):
+            raise _nested(error, expr) from None
         raise
     except RecursionError:
         raise LmqRuntimeError(f"{_describe(expr.func)} recursed too deeply",
                               expr.span) from None
-    except MemoryError:
-        raise LmqLimitError(f"the host ran out of memory in {_describe(expr.func)} "
-                            "(lower limits.memory or the size limits)", expr.span) from None
     except Exception as error:  # a host tool may raise anything: report it, keep going
-        if is_method or _is_builtin(function):
-            raise LmqRuntimeError(f"{type(error).__name__}: {error}", expr.span) from None
-        raise LmqRuntimeError(f"tool {_describe(expr.func)} raised "
-                              f"{type(error).__name__}: {error}", expr.span) from None
-    if is_method:
+        if is_out_of_memory(error):
+            raise LmqLimitError(f"ran out of memory in {_describe(expr.func)} (lower "
+                                "limits.memory or the size limits)", expr.span) from None
+        who = {"tool": f"tool {_describe(expr.func)} raised ",
+               "stdlib": f"{_describe(expr.func)} raised "}.get(kind, "")
+        raise LmqRuntimeError(f"{who}{type(error).__name__}: {error}", expr.span) from None
+    if kind == "method":
         sandbox.check_grown(function, limits)
+    elif kind in ("tool", "stdlib"):
+        return boundary.admit(result, limits, f"the result of {_describe(expr.func)}",
+                              own=STDLIB_OBJECTS if kind == "stdlib" else ())
     return sizes.check_size(result, limits, f"result of {_describe(expr.func)}")
+
+
+def _nested(error: LmqError, expr: ir.Call) -> LmqError:
+    """An error of a program a host call ran (the stdlib's, a Query tool's), pointing at
+    the call in this program; the message says where in that program it happened (the
+    innermost one, when programs ran programs)."""
+    if error.nested:
+        error.span, error.source = expr.span, None
+        return error
+    where = f"{error.source.filename}:{error.span}" if error.source and error.span else \
+        error.source.filename if error.source else ""
+    outer = type(error)(f"{error.message} (in the program {_describe(expr.func)} ran, at "
+                        f"{where})", expr.span, hint=error.hint)
+    outer.nested = True
+    return outer
+
+
+# The objects of the standard library a program may hold as they are: model choices.
+STDLIB_OBJECTS = (Ensemble, Routed)
+
+
+def host_callback(function: Any, context: CallContext, name: str,
+                  span: Span) -> Callable[..., Any]:
+    """``function`` as Python code may call it on the program's behalf (a predicate, a
+    ``key=``, a callback of a standard-library function): through :func:`call`, so what
+    it returns is admitted (Python may compare it or take its truth value). Errors point
+    at ``span``."""
+    expr = ir.Call(ir.Name(name, span=span), (), span=span)
+    return lambda *args, **kwargs: call(function, args, kwargs, expr, context)
+
+
+def _key_function(key: Any, context: CallContext, span: Span) -> Any:
+    kind = context.callables.kind(key)
+    if key is not None and kind is None:
+        raise LmqSandboxError(f"key={boundary.describe(key)} is not callable in lmq "
+                              "programs (only builtins, imported stdlib names, tools and "
+                              "methods of basic values are)")
+    # Python compares what the key returns: a tool's result must be admitted first.
+    return host_callback(key, context, "key", span) if kind in ("tool", "stdlib") else key
+
+
+def _callback(value: Any, context: CallContext, span: Span) -> Any:
+    kind = context.callables.kind(value) if callable(value) else None
+    return host_callback(value, context, "callback", span) if kind in ("tool", "stdlib") \
+        else value
 
 
 def _note_method_keys(function: Any, args: tuple, collisions: sizes.Collisions) -> tuple:
@@ -189,8 +304,3 @@ def _describe(func: ir.Expr) -> str:
     if isinstance(func, ir.Attribute):
         return f"'.{func.attr}'"
     return "this expression"
-
-
-def _is_builtin(function: Any) -> bool:
-    return (getattr(function, "__module__", None) == "builtins" or isinstance(function, type)
-            or getattr(function, "lmq_builtin", False))

@@ -3,25 +3,30 @@
 A :class:`ProgramState` is an explicit stack machine (frames for blocks, loops, prompt
 statements and nested-query activations), so the decoding loop can pause it at every hole,
 run many instances in lockstep, and fork it cheaply for branching decoders (``fork`` copies
-the frames and the variables, never the IR). The interpreter never sees a model: it emits
-:class:`Segment` s of prompt text and :class:`HoleRequest` s, and is given each hole's value
-back through :meth:`ProgramState.fill`.
+the frames and every mutable value the program holds, never the IR). The interpreter
+never sees a model: it emits :class:`Segment` s of prompt text and :class:`HoleRequest` s,
+and is given each hole's value back through :meth:`ProgramState.fill`. Parameters enter
+and values leave through :mod:`lmq.runtime.interpreter.boundary`; the row's bounds are its
+:class:`~lmq.runtime.interpreter.budget.Budget`.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
-import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from lmq import ir, regular
+from lmq.api import Query
 from lmq.constraints import constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError, Source
 from lmq.limits import Limits
 from lmq.runtime.decoding.instance import HoleRequest, Segment
-from lmq.runtime.interpreter import definitions, modules, sandbox, sizes
+from lmq.runtime.interpreter import boundary, definitions, modules, sandbox, sizes
+from lmq.runtime.interpreter.budget import Budget
 from lmq.runtime.interpreter.evaluate import Evaluator, Scope
 from lmq.runtime.interpreter.frames import (
     LOOPS,
@@ -33,10 +38,10 @@ from lmq.runtime.interpreter.frames import (
     QueryFunction,
     WhileLoop,
     bind_arguments,
-    copy_value,
     host_query_definition,
 )
 from lmq.runtime.interpreter.functions import FunctionCall, UserFunction
+from lmq.runtime.interpreter.operations import Callables, host_callback
 from lmq.runtime.interpreter.records import RecordType
 
 ROLES = ("system", "user", "assistant")
@@ -52,17 +57,22 @@ class ProgramState:
 
     def __init__(self, program: ir.Program, params: Mapping[str, Any],
                  tools: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS,
-                 output: Callable[[str], None] | None = None) -> None:
+                 output: Callable[[str], None] | None = None,
+                 budget: Budget | None = None) -> None:
+        """``budget`` is the row's (:meth:`Budget.start` of ``limits`` without one); the
+        parameters are admitted (copied, host objects made opaque)."""
         self.program = program
-        self.limits = limits
-        self.deadline = time.monotonic() + limits.timeout if limits.timeout else None
-        self.steps = 0
-        names = sandbox.make_builtins(limits, output or (lambda text: print(text, end="")))
-        names["lmql"] = modules.module("lmql", limits, self._tick)
-        names.update(tools)
+        self.budget = budget or Budget.start(limits)
+        self.limits = limits = self.budget.limits
+        self.budget.pool.join(self)
+        output = output or (lambda text: print(text, end=""))
+        builtins_table = sandbox.make_builtins(limits, output)
+        names = {**builtins_table, "lmql": modules.module("lmql", limits, self.budget.tick),
+                 **tools}
         self.names = self._own_names(names)
-        self.evaluator = self._new_evaluator({id(v) for v in names.values()})
-        self.globals = Scope(dict(params), None, self.names)
+        self.evaluator = self._new_evaluator(Callables(builtins_table, tools.values()))
+        self.globals = Scope({name: boundary.admit(value, limits, f"parameter '{name}'")
+                              for name, value in params.items()}, None, self.names)
         self.frames: list[Frame] = [Block(program.body, self.globals)]
         self.context: list[Segment] = []
         self.prompt_parts: list[str] = []
@@ -77,13 +87,18 @@ class ProgramState:
         self.calls = 0  # functions running (bounded by limits.depth)
         self.finished = False
 
+    # The instance's own names and evaluator refer back to it weakly: without cycles, a
+    # finished or failed instance's values are freed at once, not at the next collection.
+
     def _own_names(self, names: dict[str, Any]) -> dict[str, Any]:
         """The fixed names with LMQL's ``context`` showing this instance's prompt."""
-        return {**names, "context": definitions.Context(lambda: self.prompt)}
+        me = weakref.ref(self)
+        return {**names, "context": definitions.Context(lambda: me().prompt)}  # type: ignore[union-attr]
 
-    def _new_evaluator(self, callables: set[int]) -> Evaluator:
-        evaluator = Evaluator(self.limits, callables, self._tick, self._roots)
-        evaluator.dispatch[ir.Lambda] = lambda expr, scope: self._function(
+    def _new_evaluator(self, callables: Callables) -> Evaluator:
+        evaluator = Evaluator(self.budget, callables)
+        me = weakref.ref(self)
+        evaluator.dispatch[ir.Lambda] = lambda expr, scope: me()._function(  # type: ignore[union-attr]
             "<lambda>", expr.params, (ir.Return(expr.body, span=expr.body.span),), scope,
             expr.span)
         return evaluator
@@ -100,7 +115,8 @@ class ProgramState:
 
     @property
     def variables(self) -> dict[str, Any]:
-        return {name: values[-1] for name, values in self.values.items()}
+        """Each hole's last value, as the host gets it (:func:`boundary.hand_out`)."""
+        return {name: boundary.hand_out(values[-1]) for name, values in self.values.items()}
 
     def run(self) -> HoleRequest | None:
         """Execute until a hole needs the model (returned) or the program ends (None)."""
@@ -160,19 +176,23 @@ class ProgramState:
         self.distribution[hole] = probabilities
 
     def fork(self) -> ProgramState:
-        """An independent copy: same position, copied variables, shared IR."""
+        """An independent copy: same position, shared IR, and its own copy of every
+        mutable value the program holds, wherever it is held (variables of every scope,
+        the items of running loops, hole values; one copy of a value held in several
+        places). Objects the program holds opaque are shared."""
         twin = copy.copy(self)
-        # its own evaluator: its steps, its memory roots, its hashed keys
-        twin.evaluator = twin._new_evaluator(set(self.evaluator.callables))
+        twin.budget = self.budget.fork()  # the same memory pool: branches share it
+        twin.budget.pool.join(twin)
+        twin.evaluator = twin._new_evaluator(self.evaluator.callables.copy())
+        twin.evaluator.collisions = self.evaluator.collisions.copy()
         twin.names = twin._own_names(self.names)
-        twin.evaluator.collisions.keys = {h: set(keys) for h, keys in
-                                          self.evaluator.collisions.keys.items()}
+        walk = boundary.state_copier()
         scopes: dict[int, Scope] = {}
 
         def copy_scope(scope: Scope) -> Scope:
             if id(scope) not in scopes:
                 parent = copy_scope(scope.parent) if scope.parent else None
-                variables = copy_value(scope.variables)
+                variables = walk(scope.variables)
                 for name, value in variables.items():  # the twin runs its own functions
                     if isinstance(value, UserFunction) and value.machine is self:
                         variables[name] = value.bound_to(twin)
@@ -183,11 +203,14 @@ class ProgramState:
         twin.frames = [copy.copy(frame) for frame in self.frames]
         for frame in twin.frames:
             frame.scope = copy_scope(frame.scope)
+            if isinstance(frame, ForLoop):
+                frame.items = walk(frame.items)
         twin.context = list(self.context)
         twin.prompt_parts = list(self.prompt_parts)
-        twin.values = {k: list(v) for k, v in self.values.items()}
+        twin.values = walk(self.values)
         twin.logprobs = dict(self.logprobs)
         twin.distribution = dict(self.distribution)
+        twin.return_value = walk(self.return_value)
         return twin
 
     # ------------------------------------------------------------ machine
@@ -195,15 +218,18 @@ class ProgramState:
     def check_deadline(self) -> None:
         """Raise if the run is past ``limits.timeout`` (the decoding loop calls this
         between steps: a long hole runs no statements)."""
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise LmqLimitError(f"the run took longer than its timeout of "
-                                f"{self.limits.timeout} s (limits.timeout)",
-                                self._current_span(), self.program.source)
+        try:
+            self.budget.check_deadline()
+        except LmqError as error:
+            error.span = self._current_span()
+            raise error.with_source(self.program.source) from None
 
-    def _roots(self) -> list[Any]:
+    def memory_roots(self) -> list[Any]:
         """What the program holds (for ``limits.memory``): every scope's variables, the
-        items of running ``for`` loops, and the hole values."""
-        roots: list[Any] = [self.values]
+        items of running ``for`` loops, the hole values, the partial results of the
+        expression being evaluated and the keys kept against hash collisions."""
+        evaluator = self.evaluator
+        roots: list[Any] = [self.values, evaluator.held, evaluator.collisions.keys]
         seen: set[int] = set()
         for frame in self.frames:
             scope: Scope | None = frame.scope
@@ -216,15 +242,6 @@ class ProgramState:
         roots.append(self.globals.variables)
         return roots
 
-    def _tick(self) -> None:
-        self.steps += 1
-        if self.steps > self.limits.steps:
-            raise LmqLimitError(f"the program ran more than {self.limits.steps:,} steps "
-                                "(limits.steps)")
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise LmqLimitError(f"the run took longer than its timeout of "
-                                f"{self.limits.timeout} s (limits.timeout)")
-
     def _step(self, frame: Frame) -> HoleRequest | None:
         if isinstance(frame, Block):
             if frame.pc >= len(frame.stmts):
@@ -232,7 +249,7 @@ class ProgramState:
                 return None
             stmt = frame.stmts[frame.pc]
             frame.pc += 1
-            self._tick()
+            self.budget.tick()
             try:
                 return self._execute(stmt, frame.scope)
             except _Unwind:
@@ -241,14 +258,14 @@ class ProgramState:
             if frame.index >= len(frame.items):
                 self.frames.pop()
                 return None
-            self._tick()
+            self.budget.tick()
             item = frame.items[frame.index]
             frame.index += 1
             self.evaluator.assign(frame.stmt.target, item, frame.scope)
             self.frames.append(Block(frame.stmt.body, frame.scope))
             return None
         if isinstance(frame, WhileLoop):
-            self._tick()
+            self.budget.tick()
             if self.evaluator.evaluate(frame.stmt.test, frame.scope):
                 self.frames.append(Block(frame.stmt.body, frame.scope))
             else:
@@ -303,7 +320,7 @@ class ProgramState:
         elif isinstance(stmt, ir.Assert):
             definitions.check_assert(stmt, scope, self.evaluator, self.program.source)
         elif isinstance(stmt, ir.Import):
-            definitions.bind_imports(stmt, scope, self.limits, self._tick,
+            definitions.bind_imports(stmt, scope, self.limits, self.budget.tick,
                                      self.evaluator.callables)
         return None
 
@@ -402,8 +419,8 @@ class ProgramState:
         spec = hole_spec(hole, items, lambda expr: self.evaluator.evaluate(expr, frame.scope),
                          lambda node: text[node.span.start:node.span.end])
         model = None
-        if frame.stmt.model is not None:
-            model = self.evaluator.evaluate(frame.stmt.model, frame.scope)
+        if frame.stmt.model is not None:  # the resolver accepts names and lmq's objects only
+            model = boundary.hand_out(self.evaluator.evaluate(frame.stmt.model, frame.scope))
         distribution = None
         clause = frame.stmt.distribution or (program.distribution if top_level else None)
         if clause is not None and clause.hole == hole.name:
@@ -418,6 +435,10 @@ class ProgramState:
                 raise LmqSandboxError(f"'{predicate.name}' is not callable in lmq programs "
                                       "(only builtins, imported stdlib names and tools can be "
                                       "predicates)", hole.span)
+        if spec.predicates:  # the loop calls them through the sandbox, as the program would
+            spec = dataclasses.replace(spec, predicates=tuple(dataclasses.replace(
+                p, function=host_callback(p.function, self.evaluator, p.name, hole.span))
+                for p in spec.predicates))
         prefer = frame.stmt.prefer or (program.prefer if top_level else None)
         options = {} if prefer is None else {
             kw.name: self.evaluator.evaluate(kw.value, frame.scope) for kw in prefer.options}
@@ -430,29 +451,31 @@ class ProgramState:
         assert call is not None
         func_expr = call.func if isinstance(call, ir.Call) else call
         target = self.evaluator.evaluate(func_expr, frame.scope)
-        # A host query (an ``lmq.Query`` passed as a tool: anything with a ``checked``
-        # CheckedProgram) runs its program body as a nested query, in its own scope: its
-        # parameters, its own tools, the builtins and the tools of this run.
-        checked = None if isinstance(target, QueryFunction) else getattr(target, "checked", None)
-        if not isinstance(target, QueryFunction) and not isinstance(
-                getattr(checked, "program", None), ir.Program):
+        # A query block of the program, or a host query (an ``lmq.Query`` passed as a
+        # tool), which runs its program body as a nested query in its own scope: its
+        # parameters, its own tools, the builtins and the tools of this run. Types are
+        # checked by ``type()``: nothing of another object is read.
+        host = issubclass(type(target), Query)
+        if not host and type(target) is not QueryFunction:
             raise LmqRuntimeError(f"'{hole.name}' is filled by something that is not a query",
                                   hole.span)
         args = [self.evaluator.evaluate(a, frame.scope) for a in getattr(call, "args", ())]
         kwargs = {k.name: self.evaluator.evaluate(k.value, frame.scope)
                   for k in getattr(call, "keywords", ())}
-        if checked is not None:
+        if host:
+            checked = target.checked
             name = func_expr.id if isinstance(func_expr, ir.Name) else "query"
             definition = host_query_definition(target, checked, name)
-            order = [p for p in getattr(target, "signature", ()) if p in checked.params]
+            order = [p for p in target.signature if p in checked.params]
             if len(order) == len(checked.params):  # a decorated function's parameter order
                 definition = ir.QueryDef(definition.name, tuple(order), definition.body,
                                          span=definition.span)
             covered = {*definition.params[:len(args)], *kwargs}
-            kwargs.update({name: value for name, value in getattr(target, "defaults", {}).items()
+            kwargs.update({name: boundary.admit(value, self.limits, f"parameter '{name}'")
+                           for name, value in target.defaults.items()
                            if name in definition.params and name not in covered})
-            names = {**self.names, **getattr(target, "tools", {})}
-            self.evaluator.callables.update(id(value) for value in names.values())
+            names = {**self.names, **target.tools}
+            self.evaluator.callables.add(target.tools.values())
             parent: Scope | None = None
         else:
             definition, names, parent = target.definition, self.names, self.globals
@@ -461,9 +484,11 @@ class ProgramState:
                            for default in definition.defaults if default.name not in covered})
         bound = bind_arguments(definition, args, kwargs, hole)
         depth = 1 + sum(isinstance(f, QueryCall) for f in self.frames)
-        if depth > self.limits.depth:
-            raise LmqLimitError(f"nested queries are deeper than {self.limits.depth} "
-                                "(limits.depth)", hole.span)
+        try:
+            self.budget.enter_query(depth)
+        except LmqError as error:
+            error.span = hole.span
+            raise
         scope = Scope(bound, parent, names)
         self.frames.append(QueryCall(scope, hole, len(self.context), len(self.prompt_parts),
                                      depth))
@@ -472,6 +497,7 @@ class ProgramState:
     def _finish_query(self, call: QueryCall, value: Any, returned: bool) -> None:
         frame = self.frames[-1]
         assert isinstance(frame, PromptRun)
+        self.budget.depth = call.depth - 1
         if returned:
             del self.context[call.context_mark:]
             del self.prompt_parts[call.prompt_mark:]

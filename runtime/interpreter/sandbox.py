@@ -5,10 +5,11 @@ reachable: names resolve only to program variables, the builtins below, imported
 ``lmq.stdlib`` names and host tools; attributes resolve only on values of the basic types,
 never to names starting with ``_`` and never to ``format``/``format_map``.
 
-Values of a *subclass* of a basic type (``numpy.float64`` is a ``float``, a host's ``str``
-subclass...) have exactly the basic type's attributes, bound to the value: the subclass's
-own methods (``numpy.float64.tofile`` writes a file) stay out of reach. A function value is
-callable only if it is a builtin, a tool, an imported stdlib name or such a method.
+Host values reach a program only through :mod:`lmq.runtime.interpreter.boundary`, which
+makes every one exactly a basic value or an opaque handle. The one subclass of a basic
+type a program may hold is lmq's own (the standard library's ``Routed`` is a ``str``): it
+has exactly the basic type's attributes, bound to the value. A function value is callable
+only if it is a builtin, a tool, an imported stdlib name or a method of a basic value.
 
 Methods and builtins whose cost depends on their arguments are checked before they run
 (:func:`precheck_method`, :func:`precheck_builtin`) with the size bounds of
@@ -25,6 +26,7 @@ from typing import Any
 
 from lmq.errors import LmqLimitError, LmqSandboxError
 from lmq.limits import Limits
+from lmq.runtime.interpreter.boundary import describe
 from lmq.runtime.interpreter.namespaces import Namespace
 from lmq.runtime.interpreter.sizes import (
     CONTAINERS,
@@ -64,12 +66,27 @@ _COMPARING_BUILTINS = frozenset({"sorted", "min", "max", "set", "dict"})
 
 def make_builtins(limits: Limits, output: Callable[[str], None]) -> dict[str, Any]:
     """The builtins a program sees; ``range`` and ``print`` are bounded/redirected. The
-    whole ``print`` output of one program instance is bounded by ``limits.string_size``."""
+    whole ``print`` output of one program instance is bounded by ``limits.string_size``.
+    ``enumerate``, ``zip`` and ``reversed`` return lists, checked in size before they are
+    built: a program holds no iterator, whose state a fork could not copy."""
     table = {name: getattr(builtins, name) for name in ALLOWED_BUILTIN_NAMES}
     printed = [0]
 
     def bounded_range(*args: int) -> range:
         return check_size(range(*args), limits, "range")
+
+    def eager_enumerate(iterable: Any, start: int = 0) -> list[tuple[int, Any]]:
+        check_size(range(safe_len(iterable)), limits, "enumerate()")
+        return list(enumerate(iterable, start))
+
+    def eager_zip(*iterables: Any, strict: bool = False) -> list[tuple[Any, ...]]:
+        shortest = min((safe_len(i) for i in iterables), default=0)
+        check_size(range(shortest), limits, "zip()")
+        return list(zip(*iterables, strict=strict))
+
+    def eager_reversed(sequence: Any) -> list[Any]:
+        check_size(range(safe_len(sequence)), limits, "reversed()")
+        return list(reversed(sequence))
 
     def sandbox_print(*args: Any, sep: str = " ", end: str = "\n") -> None:
         sep, end = to_text(sep, limits, "sep"), to_text(end, limits, "end")
@@ -81,10 +98,11 @@ def make_builtins(limits: Limits, output: Callable[[str], None]) -> dict[str, An
                                 "characters (limits.string_size)")
         output(text)
 
-    bounded_range.lmq_builtin = True  # type: ignore[attr-defined]
-    sandbox_print.lmq_builtin = True  # type: ignore[attr-defined]
-    table["range"] = bounded_range
-    table["print"] = sandbox_print
+    replaced = {"range": bounded_range, "print": sandbox_print, "enumerate": eager_enumerate,
+                "zip": eager_zip, "reversed": eager_reversed}
+    for name, function in replaced.items():
+        function.__name__ = name
+        table[name] = function
     return table
 
 
@@ -114,7 +132,7 @@ def get_attribute(value: Any, name: str) -> Any:
         return value.attribute(name)
     base = basic_type(value)
     if base is None:
-        raise LmqSandboxError(f"attributes of {type(value).__name__} objects are not "
+        raise LmqSandboxError(f"attributes of {describe(value)} objects are not "
                               "reachable (only values of the basic types have methods)")
     try:
         if type(value) is base:
@@ -193,14 +211,38 @@ def precheck_method(function: Any, args: tuple, kwargs: dict, limits: Limits) ->
         if len(owner) + size > limits.string_size:
             raise LmqLimitError("str.expandtabs result would exceed the string limit "
                                 f"{limits.string_size:,} (limits.string_size)")
-    if name == "join" and args and isinstance(args[0], (list, tuple, set, frozenset, dict,
-                                                        *DICT_VIEWS)):
+    if name == "join" and args and isinstance(args[0], (str, list, tuple, set, frozenset,
+                                                        dict, *DICT_VIEWS)):
         items: Any = args[0]
-        size = sum(len(item) for item in items if isinstance(item, str))
+        size = len(items) if isinstance(items, str) else \
+            sum(len(item) for item in items if isinstance(item, str))
         size += len(owner) * max(len(items) - 1, 0)
         if size > limits.string_size:
             raise LmqLimitError(f"str.join would make {size:,} characters; the limit is "
                                 f"{limits.string_size:,} (limits.string_size)")
+    if name == "translate" and args:
+        _check_translate(owner, args[0], limits)
+
+
+def _check_translate(text: str, table: Any, limits: Limits) -> None:
+    """``text.translate(table)``: at most ``len(text)`` times the longest replacement; for
+    a few long replacements, exactly the characters they replace."""
+    if isinstance(table, dict):
+        entries = [(key, value) for key, value in table.items()
+                   if isinstance(value, str) and len(value) > 1]
+    elif isinstance(table, (list, tuple)):
+        entries = [(key, value) for key, value in enumerate(table)
+                   if isinstance(value, str) and len(value) > 1]
+    else:
+        return
+    if len(entries) <= 64:
+        size = len(text) + sum((len(value) - 1) * text.count(chr(key)) for key, value in
+                               entries if isinstance(key, int) and 0 <= key < 0x110000)
+    else:
+        size = len(text) * max(len(value) for _, value in entries)
+    if size > limits.string_size:
+        raise LmqLimitError(f"str.translate would make {size:,} characters; the limit is "
+                            f"{limits.string_size:,} (limits.string_size)")
 
 
 def check_grown(function: Any, limits: Limits) -> None:
@@ -213,6 +255,12 @@ def check_grown(function: Any, limits: Limits) -> None:
 
 def precheck_builtin(name: str, args: tuple, kwargs: dict, limits: Limits) -> None:
     """Refuse builtin calls whose result or running time would exceed the limits."""
+    if name == "round":
+        digits = args[1] if len(args) > 1 else kwargs.get("ndigits")
+        if type(digits) is int and abs(digits) > limits.int_digits:
+            # round(int, -n) computes 10 ** n
+            raise LmqLimitError(f"round() to {digits:,} digits: more than "
+                                f"{limits.int_digits:,} (limits.int_digits)")
     if name in _COMPARING_BUILTINS:
         for value in args:
             check_extent(value, limits, f"the argument of {name}()", work=True)
@@ -242,13 +290,3 @@ def _check_sum(args: tuple, kwargs: dict, limits: Limits) -> None:
         raise LmqLimitError(f"sum() of {len(args[0]):,} sequences would copy {work:,} items "
                             "(more than 10 x limits.collection_size); build the list with a "
                             "comprehension instead")
-
-
-def check_key_function(function: Any, kwargs: dict, allowed: Callable[[Any], bool]) -> None:
-    """``key=`` of ``sorted``/``min``/``max``/``list.sort`` is called by Python itself: it
-    must be something the program could call."""
-    key = kwargs.get("key")
-    if key is not None and not allowed(key):
-        raise LmqSandboxError(f"key={type(key).__name__} is not callable in lmq programs "
-                              "(only builtins, imported stdlib names, tools and methods of "
-                              "basic values are)")

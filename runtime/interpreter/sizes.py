@@ -101,9 +101,10 @@ def check_int_result(op: str, left: Any, right: Any, limits: Limits) -> None:
                             "(limits.int_digits)")
 
 
-def check_extent(value: Any, limits: Limits, what: str = "value", work: bool = False) -> None:
+def check_extent(value: Any, limits: Limits, what: str = "value", work: bool = False) -> int:
     """Refuse a container that, written out, would exceed ``limits.string_size``
-    characters, or that is nested deeper than ``limits.nesting``.
+    characters, or that is nested deeper than ``limits.nesting``; returns about how many
+    characters it takes written out.
 
     With ``work`` (before comparing, hashing or sorting a value, which cost time but make
     nothing) the bounds are ten times the string limit and twice the collection limit in
@@ -115,8 +116,9 @@ def check_extent(value: Any, limits: Limits, what: str = "value", work: bool = F
     values are bounded by :func:`check_size` already."""
     if type(value) is int:
         _check_writable_int(value, what)
+        return 3 + value.bit_length() // 3
     if not isinstance(value, EXTENDED):
-        return
+        return len(value) if isinstance(value, TEXT_TYPES) else 8
     budget = limits.string_size * (10 if work else 1)
     most = 2 * limits.collection_size if work else budget
     written = count = depth = 0
@@ -158,6 +160,7 @@ def check_extent(value: Any, limits: Limits, what: str = "value", work: bool = F
             raise LmqLimitError(f"{what} has more than {most:,} items and sub-items "
                                 "(limits.collection_size)")
         level = below
+    return written
 
 
 def _check_writable_int(value: int, what: str) -> None:
@@ -229,11 +232,14 @@ _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 def check_percent(template: Any, arguments: Any, limits: Limits) -> None:
     """``template % arguments`` (printf-style formatting): refuse widths and precisions
-    over the string limit and arguments too large to write out, before formatting."""
+    over the string limit, arguments too large to write out, and a result that would
+    pass the string limit (the template, every width and precision, every argument
+    written out), before formatting."""
     if not isinstance(template, TEXT_TYPES):
         return
     text = template.decode("latin-1") if not isinstance(template, str) else template
     star = False
+    size = len(text)
     for width, precision in _PERCENT_SPEC.findall(text):
         for number in (width, precision):
             if number == "*":
@@ -241,50 +247,80 @@ def check_percent(template: Any, arguments: Any, limits: Limits) -> None:
             elif number and int(number) > limits.string_size:
                 raise LmqLimitError(f"'%' format asks for a width of {int(number):,}; the "
                                     f"limit is {limits.string_size:,} (limits.string_size)")
+            elif number:
+                size += int(number)
     values = arguments if isinstance(arguments, tuple) else (
         list(arguments.values()) if isinstance(arguments, dict) else (arguments,))
     for value in values:
-        if star and isinstance(value, int) and abs(value) > limits.string_size:
-            raise LmqLimitError(f"'%' format asks for a width of {value:,}; the limit is "
-                                f"{limits.string_size:,} (limits.string_size)")
-        check_extent(value, limits, "formatted value")
+        if star and isinstance(value, int):
+            if abs(value) > limits.string_size:
+                raise LmqLimitError(f"'%' format asks for a width of {value:,}; the limit "
+                                    f"is {limits.string_size:,} (limits.string_size)")
+            size += abs(value)
+        size += check_extent(value, limits, "formatted value")
+    if size > limits.string_size:
+        raise LmqLimitError(f"'%' format would make about {size:,} characters; the limit is "
+                            f"{limits.string_size:,} (limits.string_size)")
 
 
 # ------------------------------------------------------------------------ hashing
 
 # Integers hash to themselves modulo 2**61 - 1, so the integers k * (2**61 - 1) all share
 # one hash value: a set of a million of them takes hours to build (each insertion probes
-# every earlier one). Tuples holding such integers share hash values too. A program may put
-# at most MAX_COLLISIONS distinct such keys with one hash value into its sets and dicts.
+# every earlier one). Tuples and frozensets combine their items' hashes, and even small
+# integers collide (hash(-1) == hash(-2)), so the 2**k tuples of k items -1 or -2 share
+# one hash value. A program may put at most MAX_COLLISIONS distinct keys with one hash
+# value into its sets and dicts. Strings are safe: their hashes are salted per process.
 _HASH_EXACT = 2**61 - 2
 MAX_COLLISIONS = 256
 
 
 def _suspicious(key: Any) -> bool:
-    """A key whose hash an attacker can choose to collide with others'."""
-    if isinstance(key, int):
+    """A key whose hash a program can make collide with others'."""
+    kind = type(key)
+    if kind is int:
         return not -_HASH_EXACT <= key <= _HASH_EXACT
-    if isinstance(key, (tuple, frozenset)):
-        return any(_suspicious(item) for item in key)
-    return False
+    return kind is tuple or kind is frozenset
 
 
 class Collisions:
-    """Distinct keys per hash value among the suspicious keys a program has hashed."""
+    """Distinct keys per hash value among the suspicious keys a program has hashed: the
+    first key of each hash value, and a set once a second one shares it. The keys held
+    here are part of what the program holds (``limits.memory``)."""
 
     def __init__(self) -> None:
-        self.keys: dict[int, set[Any]] = {}
+        self.keys: dict[int, Any] = {}
 
     def note(self, keys: Iterable[Any]) -> None:
+        table = self.keys
         for key in keys:
             if type(key) is str or not _suspicious(key):
                 continue
-            same = self.keys.setdefault(hash(key), set())
-            same.add(key)
-            if len(same) > MAX_COLLISIONS:
-                raise LmqLimitError(f"more than {MAX_COLLISIONS} distinct dict keys or set "
-                                    "items share one hash value (a hash-collision attack); "
-                                    "use smaller integers or strings as keys")
+            code = hash(key)
+            first = table.get(code, _NONE)
+            if first is _NONE:
+                table[code] = key
+            elif type(first) is _Same:
+                first.add(key)
+                if len(first) > MAX_COLLISIONS:
+                    raise LmqLimitError(f"more than {MAX_COLLISIONS} distinct dict keys or "
+                                        "set items share one hash value (a hash-collision "
+                                        "attack); use strings or smaller integers as keys")
+            elif first != key:
+                table[code] = _Same((first, key))
+
+    def copy(self) -> Collisions:
+        twin = Collisions()
+        twin.keys = {code: _Same(keys) if type(keys) is _Same else keys
+                     for code, keys in self.keys.items()}
+        return twin
+
+
+class _Same(set):
+    """Distinct keys that share one hash value."""
+
+
+_NONE = object()
 
 
 def keys_of(value: Any, as_pairs: bool = False) -> Iterable[Any]:
@@ -308,7 +344,10 @@ def measure(roots: Iterable[Any], budget: int) -> int:
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind is int or kind is float or kind is bool or item is None:
+        if kind is int:  # a big integer is as large as its digits
+            total += 32 if item.bit_length() <= 64 else sys.getsizeof(item)
+            continue
+        if kind is float or kind is bool or item is None:
             total += 32
             continue
         if kind is str and len(item) < 256:

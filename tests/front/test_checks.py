@@ -233,7 +233,10 @@ def test_decoder_positional_arguments_in_parameter_order() -> None:
     (dec("sample", temperature=-1), "'temperature' must be a number >= 0, not -1", None),
     (dec("sample", top_p=1.5), "'top_p' must be a number in (0, 1] or None, not 1.5", None),
     (dec("sample", top_k=0), "'top_k' must be a positive integer or None, not 0", None),
-    (dec("argmax", seed=-2), "'seed' must be a non-negative integer or None, not -2", None),
+    (dec("argmax", seed=-2), "'seed' must be an integer from 0 to 2**63 - 1, or None, not -2",
+     None),
+    (dec("argmax", seed=2**63), "'seed' must be an integer from 0 to 2**63 - 1, or None, "
+     "not 9223372036854775808", None),
     (dec("argmax", max_len="x"), "'max_len' must be a positive integer or None, not 'x'", None),
 ])
 def test_decoder_errors(decoder: ir.Decoder, message: str, hint: str | None) -> None:

@@ -11,22 +11,16 @@ import os
 
 import numpy as np
 import pytest
+from programs import interpret
 
 from lmq.checks import compile_source
 from lmq.errors import LmqError, LmqRuntimeError, LmqSandboxError
 from lmq.limits import Limits
-from lmq.runtime.interpreter.program import ProgramState
 
 SANDBOX = "(sandbox)"
 
 
-def run(source: str, params=None, tools=None, limits=None, fill: str = "x"):
-    checked = compile_source(source, "attack.lmq")
-    state = ProgramState(checked.program, params or {}, tools or {}, limits or Limits(),
-                         output=lambda text: None)
-    while state.run() is not None:
-        state.fill(fill)
-    return state
+run = interpret
 
 
 def refused(source: str, *, params=None, tools=None, kind=LmqError) -> LmqError:
@@ -146,14 +140,14 @@ def test_attribute_assignment_is_a_compile_error():
 
 
 def test_subclass_methods_of_basic_values_are_unreachable(tmp_path):
-    """numpy.float64 is a float: its ``tofile``/``dump`` would write files."""
+    """numpy.float64 is a float: its ``tofile``/``dump`` would write files. It enters the
+    program as a plain float."""
     target = tmp_path / "pwned"
     for method in ("tofile", "dump"):
         # through a variable: `t.tofile` of a parameter is already a compile error
         error = refused(f'v = t\ny = v.{method}("{target}")\n',
                         params={"t": np.float64(1.5)}, kind=LmqSandboxError)
-        assert f"'float' object has no attribute '{method}' reachable" in error.message
-        assert "float64 values have only the attributes of float" in error.message
+        assert f"'float' object has no attribute '{method}'" in error.message
     assert not target.exists()
     # the float methods themselves still work, on the value
     state = run('"{t.is_integer()} {t.hex()} {t.real}"\n', params={"t": np.float64(2.0)})
@@ -173,7 +167,7 @@ def test_host_str_subclass_keeps_only_str_methods():
     for source in ('v = s\ny = v.run()\n', 'v = s\nf = v.run\n', 'v = s\n"{v.run}"\n',
                    'y = [s][0].run()\n'):
         error = refused(source, params={"s": Trap("hi")}, kind=LmqSandboxError)
-        assert "'str' object has no attribute 'run' reachable" in error.message
+        assert "'str' object has no attribute 'run'" in error.message
     state = run('"{s.upper()} {s.split(\'i\')}"\n', params={"s": Trap("hi")})
     assert state.prompt == "HI ['h', '']"
     assert canary.tripped == []
@@ -241,7 +235,7 @@ def test_builtin_types_and_methods_give_no_way_out():
         ("y = ''.maketrans('a', 'b')\n", "is not callable in lmq programs"),
         ("y = (1).to_bytes(2, 'big')\ny.decode()\n", "attributes of bytes objects"),
         ("y = 'a'.encode()\nz = y.decode()\n", "attributes of bytes objects"),
-        ("y = enumerate('ab')\nz = y.gi_frame\n", "attributes of enumerate objects"),
+        ("y = enumerate('ab')\nz = y.gi_frame\n", "'list' object has no attribute"),
         ("y = {}.keys()\nz = y.mapping\n", "attributes of dict_keys objects"),
         ("y = range(3)\nz = y.start\n", "attributes of range objects"),
         ("y = isinstance\nz = y.x\n", "attributes of builtin_function_or_method objects"),

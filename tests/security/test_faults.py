@@ -187,16 +187,16 @@ def test_damaged_grammar_cache_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.delenv("LMQ_NO_CACHE", raising=False)
     monkeypatch.setattr(parser, "_parser", None)
     compile_source('"[A]"\n')
-    (path,) = tmp_path.glob("grammar-*.lark-cache")
+    (path,) = tmp_path.glob("grammar-*.json")
     good = path.read_bytes()
-    for data in (good[: len(good) // 2],):
+    for data in (good[: len(good) // 2], b"", b"[]", b'{"data": {}, "memo": {}}',
+                 os.urandom(4000)):
         path.write_bytes(data)
         monkeypatch.setattr(parser, "_parser", None)
         assert compile_source('"[B]" where len(TOKENS(B)) < 3\n').holes == ("B",)
-        rewritten = path.read_bytes()
-        assert rewritten != data and rewritten[:32] == good[:32]  # the grammar's checksum
-    path.chmod(0o666)  # writable by others: not loaded (a pickle anyone could replace)
-    assert parser._cache_path(parser.grammar_text()) is False
+        assert parser._load_tables(path) is not None  # rewritten, valid again
+    path.chmod(0o666)  # writable by others: not read
+    assert parser._cache_path(parser.grammar_text()) is None
 
 
 # ------------------------------------------------------------------ tools and parameters
@@ -236,7 +236,8 @@ def test_a_predicate_that_raises():
     with pytest.raises(LmqConstraintError) as info:
         lmq.query('"[A]" where check(A) and len(TOKENS(A)) < 3\n', model=TINY,
                   tools={"check": boom})()
-    assert "predicate 'check' raised ValueError: boom" in info.value.message
+    assert "predicate 'check' failed: tool 'check' raised ValueError: boom" in \
+        info.value.message
 
 
 @pytest.mark.parametrize("source, params, rule", [
@@ -285,7 +286,8 @@ def test_errors_do_not_stop_the_other_instances():
     assert isinstance(answers[2], LmqParameterError)
 
 
-def test_host_objects_that_raise_in_protocols():
+def test_host_objects_with_raising_protocols_are_never_asked():
+    """A host object is opaque: its ``__bool__``, ``__eq__``, ``__str__`` never run."""
     class Touchy:
         def __bool__(self):
             raise RuntimeError("no truth")
@@ -299,10 +301,8 @@ def test_host_objects_that_raise_in_protocols():
             raise RuntimeError("no text")
 
     for source, rule in [
-        ("if t:\n    pass\n", "RuntimeError: no truth"),
-        ("while t:\n    pass\n", "RuntimeError: no truth"),
-        ("x = t == 1\n", "RuntimeError: no equality"),
-        ('"{t}"\n', "RuntimeError: no text"),
+        ("if t:\n    pass\n", "a Touchy object has no truth value in lmq programs"),
+        ("while t:\n    pass\n", "a Touchy object has no truth value"),
         ("x = [1]\nx += t\n", "TypeError"),
         ("x = []\nx[t] = 1\n", "TypeError"),
         ("a, b = t\n", "cannot iterate over a Touchy"),
@@ -311,6 +311,8 @@ def test_host_objects_that_raise_in_protocols():
             drive(source, {"t": Touchy()})
         assert rule in info.value.message, (source, info.value.message)
         assert info.value.line is not None
+    state = drive('"{t == 1} {t == t} {t}"\n', {"t": Touchy()})
+    assert state.prompt == "False True <Touchy object>"
 
 
 def test_timeout_while_decoding_a_long_hole():
