@@ -65,10 +65,13 @@ def _proposals(decoding: Decoding, row: Row, logits: torch.Tensor,
     if row.hole is None:  # a distribution: deterministic, one proposal
         return [(-1, 0.0)]
     assert row.runtime is not None
-    scores = masked(row.hole, logits, row.runtime.bank(logits.device))
-    logprobs = scores - torch.logsumexp(logits, dim=-1)
-    top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
-    return [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
+    while True:  # until the hole admits every proposal (HoleRun.admits)
+        scores = masked(row.hole, logits, row.runtime.bank(logits.device))
+        logprobs = scores - torch.logsumexp(logits, dim=-1)
+        top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
+        proposals = [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
+        if all([row.hole.admits(token) for token, _ in proposals]):
+            return proposals
 
 
 def _apply(decoding: Decoding, row: Row, token: int, logprob: float, fail_fast: bool) -> None:

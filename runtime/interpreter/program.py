@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lmq import ir, regular
+from lmq import grammars, ir, regular
 from lmq.constraints import constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError, Source
 from lmq.limits import Limits
@@ -452,6 +452,8 @@ class ProgramState:
                 value = regular.labels_of(request.spec.regular).parse(text)
             elif kind == "json":
                 value = json.loads(text)
+            elif kind == "tree":
+                value = grammars.parse_tree(regular.grammar_of(request.spec.regular).text, text)
         except (ValueError, RecursionError):
             raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
                                   f"not a valid {kind}", request.hole.span) from None
