@@ -123,8 +123,13 @@ def _check_engine(text: str) -> None:
     found = _ENGINE_POSITION.match(message)
     if found is None:
         raise GrammarError(message.strip().split("\n")[0], text, 0)
-    detail = found[3].strip().split("\n")[0] or "syntax error"
-    raise GrammarError(detail, text, _offset(engine_text(text), int(found[1]), int(found[2])))
+    lines = found[3].strip().split("\n")
+    reason = next((line.strip() for line in lines if line.startswith("error:")), "")
+    detail = " ".join(filter(None, (lines[0].rstrip(":"), reason))) or "syntax error"
+    offset = _offset(engine_text(text), int(found[1]), int(found[2]))
+    name = re.search(r'name: "([^"]+)"', detail)  # llguidance points at the rule's body
+    use = name and re.compile(rf"(?<![\w.]){re.escape(name[1])}(?![\w])").search(text, offset)
+    raise GrammarError(detail, text, use.start() if use else offset)
 
 
 _LOADED: OrderedDict[str, lark.Lark] = OrderedDict()
@@ -154,7 +159,9 @@ def load(text: str) -> lark.Lark:
 
 
 def _first_line(error: Exception) -> str:
-    return str(error).strip().split("\n")[0].rstrip(",. ")
+    """The message of a Lark error without its position (reported separately)."""
+    text = str(error).strip().split("\n")[0]
+    return re.sub(r",? at line \d+,? column \d+.*$", "", text).rstrip(",.: ")
 
 
 def _where(text: str, message: str) -> int:
@@ -240,15 +247,16 @@ def lark_text(tree: Any) -> str:
         taken = {match.group() for match in _UNITS.finditer(text)}
     else:
         text, taken = "", set()
-    value = _fresh("_lmq_value", taken)
+    value = _fresh("lmq_value", taken)  # "?start" may stand before it: no leading "_"
     stop = _fresh("_LMQ_STOP", taken)
     body = " ".join(filter(None, (_string(prefix) if prefix else "", value,
                                   f"{stop}?" if stops else "")))
-    lines = [f"{START}: {body}"]
+    # every tokenization of a forced stretch stays allowed; lmq forces text itself
+    lines = ['%llguidance {"no_forcing": true}', f"{START}: {body}"]
     if isinstance(core, regular.Grammar):
         lines.append(renamed(text, START, value))
     else:
-        schema = json.loads(core.schema)
+        schema = _closed(json.loads(core.schema))
         options = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
         schema = {"x-guidance": options, **schema} if isinstance(schema, dict) else schema
         lines.append(f"{value}: %json {json.dumps(schema, ensure_ascii=False)}")
@@ -256,6 +264,20 @@ def lark_text(tree: Any) -> str:
         phrases = " | ".join(_string(phrase) for phrase in stops)
         lines.append(f"{stop}: ({phrases}) /(?s:.*)/")
     return "\n".join(lines) + "\n"
+
+
+def _closed(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` wherever an object lists its
+    properties and leaves it out: lmq's JSON generates only the listed properties
+    (:mod:`lmq.runtime.automata.fsm_json`), JSON Schema's default would allow others."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _closed(value) for key, value in schema.items()}
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
 
 
 def _fresh(name: str, taken: set[str]) -> str:

@@ -18,8 +18,8 @@ Token budgets (``len(TOKENS(X)) < n``, ``max_tokens``) cannot be folded into a
 context-free mask, so a grammar guide checks each choice instead (``checks_choices``): a
 token is admitted when the text after it has a completion that fits in the tokens left --
 a shortest completion found by :class:`~lmq.runtime.automata.grammar_completion.
-EarleyCompletions` and confirmed by llguidance, one byte per token, so the budget holds
-whatever the model does next. The decoder asks again when a token is refused; after a few
+EarleyCompletions`, spelled by the tokenizer and confirmed by llguidance, so the budget
+holds whatever the model does next. The decoder asks again when a token is refused; after a few
 refusals in one step the hole may only follow its confirmed completion
 (:meth:`GrammarGuide.closing`), which always fits (:meth:`lmq.runtime.decoding.holes.
 HoleRun.admits`). Without an Earley recognizer (JSON) the
@@ -120,7 +120,7 @@ class _Node:
     parent: int
     token: int
     dead: bool = False  # the token was not valid there (a byte walk that left the grammar)
-    witness: bytes | None = None  # a confirmed completion of the node's text
+    witness: tuple[bytes, list[int]] | None = None  # a confirmed completion, its tokens
     searched: bool = False  # witness looked for (None then means: none found)
 
 
@@ -153,9 +153,6 @@ class GrammarGuide:
         if completions is not None:
             self._charts.put(0, completions.start())
         self._content = ~index.special
-        single = {data: i for i, data in enumerate(index.token_bytes)
-                  if len(data) == 1 and not index.special[i]}
-        self._byte_token = [single.get(bytes([b]), -1) for b in range(256)]
         self._lock = threading.RLock()
         self.stats = {"masks": 0, "mask_seconds": 0.0, "witnesses": 0, "witness_seconds": 0.0}
 
@@ -220,16 +217,29 @@ class GrammarGuide:
         return state
 
     def walk_bytes(self, state: int, data: bytes) -> int | None:
-        for byte in data:
-            token = self._byte_token[byte]
-            if token < 0:
-                return None
+        """The state after ``data``, spelled by tokens (:meth:`_spell`; a grammar reads
+        bytes, so any spelling reaches the same language state), None if it dies."""
+        tokens = self._spell(data)
+        if tokens is None:
+            return None
+        for token in tokens:
             state = self._child(state, token)
             with self._lock:
                 self._matcher(state)
                 if self._nodes[state].dead:
                     return None
         return state
+
+    def _spell(self, data: bytes) -> list[int] | None:
+        """Content tokens whose bytes are exactly ``data`` (the tokenizer's own encoding,
+        greedy for a partial character at the end), None if there are none."""
+        if not data:
+            return []
+        tokens = self._tokenizer.tokenize_bytes(data)
+        if self._tokenizer.decode_bytes(tokens) != data or \
+                self.index.special[np.asarray(tokens, dtype=np.int64)].any():
+            return None
+        return tokens
 
     def live_bytes(self, state: int) -> np.ndarray:
         """The first bytes of the allowed tokens: exactly the bytes that may follow."""
@@ -257,48 +267,63 @@ class GrammarGuide:
     def completion(self, state: int) -> bytes | None:
         """A confirmed completion of the text at ``state`` (llguidance accepts the text
         followed by it), as short as the search finds; None if none was found."""
-        with self._lock:
-            node = self._nodes[state]
-            if node.searched or node.witness is not None:
-                return node.witness
-            start = time.perf_counter()
-            if self.is_accepting(state):
-                node.witness = b""
-            else:
-                found = self._proposal(state)
-                if found is not None and self._confirms(state, found):
-                    node.witness = found
-            node.searched = True
-            self.stats["witnesses"] += 1
-            self.stats["witness_seconds"] += time.perf_counter() - start
-            return node.witness
+        found = self._witness(state)
+        return None if found is None else found[0]
+
+    def within(self, state: int, left: int) -> bool:
+        """Whether the text at ``state`` has a confirmed completion of at most ``left``
+        tokens."""
+        found = self._witness(state)
+        return found is not None and len(found[1]) <= left
 
     def fits(self, state: int, token: int, left: int) -> bool:
         """Whether the text after ``token`` has a confirmed completion of at most ``left``
-        bytes (so at most ``left`` tokens)."""
-        completion = self.completion(self.advance(state, token))
-        return completion is not None and len(completion) <= left
+        tokens."""
+        return self.within(self.advance(state, token), left)
 
     def closing(self, state: int, left: int) -> np.ndarray:
         """The allowed tokens that spell a prefix of the state's completion and leave the
         rest within ``left`` tokens (ascending ids): following them always fits."""
-        completion = self.completion(state)
-        if completion is None:
+        found = self._witness(state)
+        if found is None:
             return np.zeros(0, np.int32)
+        completion, spelled = found
         allowed = self.allowed(state)
-        lengths = self.index.lengths[allowed]
-        starts = self.index.offsets[allowed]
-        keep = (lengths <= len(completion)) & (len(completion) - lengths <= left)
-        found = []
+        lengths, starts = self.index.lengths[allowed], self.index.offsets[allowed]
+        keep = lengths <= len(completion)
+        kept = []
         for token, length, at in zip(allowed[keep].tolist(), lengths[keep].tolist(),
                                      starts[keep].tolist()):
-            if self.index.flat[at:at + length].tobytes() == completion[:length]:
-                found.append(token)
-                with self._lock:
+            if self.index.flat[at:at + length].tobytes() != completion[:length]:
+                continue
+            # the completion's own spelling after its first token, else a fresh one
+            rest = spelled[1:] if token == spelled[0] else self._spell(completion[length:])
+            if rest is not None and len(rest) <= left:
+                kept.append(token)
+                with self._lock:  # the rest completes the text after the token too
                     child = self._nodes[self._child(state, token)]
                     if child.witness is None:
-                        child.witness, child.searched = completion[length:], True
-        return np.array(found, dtype=np.int32)
+                        child.witness, child.searched = (completion[length:], rest), True
+        return np.array(kept, dtype=np.int32)
+
+    def _witness(self, state: int) -> tuple[bytes, list[int]] | None:
+        """``(completion, tokens spelling it)``, confirmed, memoised on the node."""
+        with self._lock:
+            node = self._nodes[state]
+            if node.searched:
+                return node.witness
+            start = time.perf_counter()
+            if self.is_accepting(state):
+                node.witness = (b"", [])
+            else:
+                found = self._proposal(state)
+                tokens = None if found is None else self._spell(found)
+                if tokens is not None and self._confirms(state, tokens):
+                    node.witness = (found, tokens)
+            node.searched = True
+            self.stats["witnesses"] += 1
+            self.stats["witness_seconds"] += time.perf_counter() - start
+            return node.witness
 
     def _proposal(self, state: int) -> bytes | None:
         if self.completions is None:
@@ -306,10 +331,7 @@ class GrammarGuide:
         chart = self._chart(state)
         return None if chart is None else self.completions.witness(chart)
 
-    def _confirms(self, state: int, data: bytes) -> bool:
-        tokens = [self._byte_token[b] for b in data]
-        if min(tokens, default=0) < 0:
-            return False
+    def _confirms(self, state: int, tokens: list[int]) -> bool:
         matcher = self._matcher(state).deep_copy()
         return matcher.try_consume_tokens(tokens) == len(tokens) and matcher.is_accepting()
 

@@ -4,8 +4,8 @@ token budget (:mod:`lmq.runtime.automata.grammar`).
 llguidance computes a grammar's token masks but does not say how far a prefix is from a
 complete sentence. :class:`EarleyCompletions` does: an Earley recognizer over bytes whose
 terminals are byte DFAs (:mod:`lmq.runtime.automata.fsm`), built from the rules Lark makes of
-the grammar (EBNF expanded, ``%ignore`` terminals allowed before every terminal and at the
-end, as Lark's dynamic lexer allows them). A chart is the list of its Earley sets, one per
+the grammar (EBNF expanded, ``%ignore`` terminals allowed before every terminal but the
+first, which is where llguidance allows them: Lark also allows them first and last). A chart is the list of its Earley sets, one per
 byte read; :meth:`~EarleyCompletions.witness` gives the shortest byte string that completes
 a chart's prefix, from each set's cost of completing what its items wait for (a Dijkstra
 over the nonterminals predicted there) and each symbol's shortest yield.
@@ -115,6 +115,7 @@ class EarleyCompletions:
         rules.append((ignore, ()))
         for name in parser.ignore_tokens:
             rules.append((ignore, (ignore, terminal(name, _pattern(patterns[name])))))
+        self._ignored = {terminal_ids[name] for name in parser.ignore_tokens}
 
         tokens: set[int] = set()
 
@@ -134,11 +135,11 @@ class EarleyCompletions:
         body = [nonterminal("start")]
         if prefix:
             body.insert(0, token("<prefix>", rg.Literal(prefix.decode("utf-8", "replace"))))
-        rules.append((self.root, (*body, ignore)))
+        rules.append((self.root, tuple(body)))
         if stops:
             tail = rg.Concat((rg.OneOf(tuple(s.decode("utf-8", "replace") for s in stops)),
                               rg.ANY))
-            rules.append((self.root, (*body, token("<stop>", tail), ignore)))
+            rules.append((self.root, (*body, token("<stop>", tail))))
         self.lhs = [lhs for lhs, _ in rules]
         self.rhs = [rhs for _, rhs in rules]
         self.by_lhs: dict[int, list[int]] = {}
@@ -241,7 +242,7 @@ class EarleyCompletions:
             symbol = rhs[dot]
             if symbol < 0:
                 terminal = self.terminals[-1 - symbol]
-                if terminal is not None:
+                if terminal is not None and (k or symbol not in self._ignored):
                     here.scans.add((rule, dot, origin, terminal.initial))
                 continue
             here.waiting.setdefault(symbol, []).append(item)

@@ -98,15 +98,16 @@ class ChoiceChecking(Guide, Protocol):
     per-state distance table): the hole checks each choice instead
     (:meth:`lmq.runtime.decoding.holes.HoleRun.admits`)."""
 
-    def completion(self, state: int) -> bytes | None:
-        """Bytes that complete the text at ``state`` (known to be accepted), None if none
-        was found."""
+    def within(self, state: int, left: int) -> bool:
+        """Whether the text at ``state`` has a known completion of at most ``left`` tokens."""
 
     def fits(self, state: int, token: int, left: int) -> bool:
-        """Whether the text after ``token`` has a completion of at most ``left`` bytes."""
+        """Whether the text after ``token`` has a known completion of at most ``left``
+        tokens."""
 
     def closing(self, state: int, left: int) -> np.ndarray:
-        """Allowed tokens along ``completion(state)`` that leave at most ``left`` bytes."""
+        """Allowed tokens along the state's known completion after which the rest takes at
+        most ``left`` tokens (never empty where ``within(state, left + 1)``)."""
 
 
 class _Lru(OrderedDict):

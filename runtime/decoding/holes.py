@@ -66,10 +66,9 @@ class HoleRun:
                                   max(self.spec.excluded_counts, default=-1))
         if self.budget <= 0 and not self.can_end():
             self.fail("the token budget is exhausted before the hole starts")
-        if self.guide is not None and self.guide.checks_choices:
-            completion = cast("ChoiceChecking", self.guide).completion(self.state)
-            if completion is None or len(completion) > self.budget:
-                self.fail(f"no value fits in its token budget of {self.budget}")
+        if self.guide is not None and self.guide.checks_choices and \
+                not cast("ChoiceChecking", self.guide).within(self.state, self.budget):
+            self.fail(f"no value fits in its token budget of {self.budget}")
 
     # ------------------------------------------------------------ masks
 
