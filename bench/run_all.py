@@ -1,4 +1,4 @@
-"""Every benchmark of issue 3, one after another, with a summary of the targets (``make bench``).
+"""Every benchmark of issues 3 and 17, one after another, with a summary of the targets (``make bench``).
 
 Sections (``--only`` picks some, comma-separated):
 
@@ -10,6 +10,8 @@ Sections (``--only`` picks some, comma-separated):
   ``generate`` baseline.
 * ``labels`` — bench/bench_labels.py: label trie decoding vs scoring.
 * ``peers`` — bench/bench_peers.py: the six PEERS.md programs vs LMQL 0.7.3.
+* ``grammar`` — bench/bench_grammar.py: grammar masks and compile time on the 49k
+  vocabulary, lmq vs Outlines' CFG generation, grammar-constrained vs unconstrained lmq.
 
 The device is chosen automatically (CUDA when available). ``--model smollm2`` (the default)
 falls back to ``smollm2-shape`` (SmolLM2's architecture, random weights; see bench/common.py)
@@ -33,12 +35,13 @@ import traceback
 from pathlib import Path
 
 import bench_e2e
+import bench_grammar
 import bench_labels
 import bench_lmql_cases
 import bench_peers
 from common import BENCH, Table, pick_device, smollm2_tokenizer_folder
 
-SECTIONS = ("masks", "e2e", "cases", "labels", "peers")
+SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "grammar")
 
 
 def model_available(spec: str) -> tuple[str, str]:
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "cases": lambda: bench_lmql_cases.main(common),
         "labels": lambda: bench_labels.main(common),
         "peers": lambda: bench_peers.main(common + (["--no-lmql"] if args.no_lmql else [])),
+        "grammar": lambda: bench_grammar.main(common),
     }
     started = time.perf_counter()
     for section in sections:

@@ -153,6 +153,9 @@ class GrammarGuide:
         if completions is not None:
             self._charts.put(0, completions.start())
         self._content = ~index.special
+        single = {data: i for i, data in enumerate(index.token_bytes)
+                  if len(data) == 1 and not index.special[i]}
+        self._byte_token = [single.get(bytes([b]), -1) for b in range(256)]
         self._lock = threading.RLock()
         self.stats = {"masks": 0, "mask_seconds": 0.0, "witnesses": 0, "witness_seconds": 0.0}
 
@@ -230,11 +233,17 @@ class GrammarGuide:
                     return None
         return state
 
-    def _spell(self, data: bytes) -> list[int] | None:
-        """Content tokens whose bytes are exactly ``data`` (the tokenizer's own encoding,
-        greedy for a partial character at the end), None if there are none."""
+    def _spell(self, data: bytes, fewest: bool = False) -> list[int] | None:
+        """Content tokens whose bytes are exactly ``data``, None if there are none: one
+        token per byte where the vocabulary has them all (no tokenizer call), else -- or
+        with ``fewest`` -- the tokenizer's own encoding (greedy for a partial character at
+        the end)."""
         if not data:
             return []
+        if not fewest:
+            tokens = [self._byte_token[b] for b in data]
+            if min(tokens) >= 0:
+                return tokens
         tokens = self._tokenizer.tokenize_bytes(data)
         if self._tokenizer.decode_bytes(tokens) != data or \
                 self.index.special[np.asarray(tokens, dtype=np.int64)].any():
@@ -272,9 +281,17 @@ class GrammarGuide:
 
     def within(self, state: int, left: int) -> bool:
         """Whether the text at ``state`` has a confirmed completion of at most ``left``
-        tokens."""
+        tokens (spelled a byte a token while that fits, else in as few as the tokenizer
+        makes)."""
         found = self._witness(state)
-        return found is not None and len(found[1]) <= left
+        if found is None:
+            return False
+        if len(found[1]) > left and len(found[0]) > 1:  # tight: try the fewest tokens
+            fewest = self._spell(found[0], fewest=True)
+            if fewest is not None and len(fewest) < len(found[1]):
+                # the same bytes: confirmed already (a grammar reads bytes, not tokens)
+                found = self._nodes[state].witness = (found[0], fewest)
+        return len(found[1]) <= left
 
     def fits(self, state: int, token: int, left: int) -> bool:
         """Whether the text after ``token`` has a confirmed completion of at most ``left``

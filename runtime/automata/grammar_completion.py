@@ -4,8 +4,8 @@ token budget (:mod:`lmq.runtime.automata.grammar`).
 llguidance computes a grammar's token masks but does not say how far a prefix is from a
 complete sentence. :class:`EarleyCompletions` does: an Earley recognizer over bytes whose
 terminals are byte DFAs (:mod:`lmq.runtime.automata.fsm`), built from the rules Lark makes of
-the grammar (EBNF expanded, ``%ignore`` terminals allowed before every terminal but the
-first, which is where llguidance allows them: Lark also allows them first and last). A chart is the list of its Earley sets, one per
+the grammar (EBNF expanded; ``%ignore`` text allowed before every terminal but the first,
+which is where llguidance allows it: Lark also allows it first and last). A chart is the list of its Earley sets, one per
 byte read; :meth:`~EarleyCompletions.witness` gives the shortest byte string that completes
 a chart's prefix, from each set's cost of completing what its items wait for (a Dijkstra
 over the nonterminals predicted there) and each symbol's shortest yield.
@@ -19,6 +19,7 @@ llguidance before relying on it.
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,8 @@ class _Terminal:
 @dataclass
 class _Set:
     """One Earley set: ``items`` are ``(rule, dot, origin)``, ``scans`` the items reading a
-    terminal, with its DFA state, ``waiting`` the items per nonterminal after their dot;
+    terminal, with its DFA state (negative: still reading ignored text before it, in state
+    ``-1 - state`` of the ignore automaton), ``waiting`` the items per nonterminal after their dot;
     ``costs`` (filled on first use) the cheapest completion of what waits for each
     nonterminal predicted here, with the item it goes through."""
 
@@ -110,36 +112,25 @@ class EarleyCompletions:
             return terminal_ids[name]
 
         patterns = {t.name: t.pattern for t in parser.terminals}
+        # ignored text: one automaton of any run of the %ignore terminals, read where a
+        # terminal may start (scans in the state "ignoring", below)
+        ignored = [_pattern(patterns[name]) for name in parser.ignore_tokens]
+        self.ignore = _Terminal.of(rg.Regex("(?:" + "|".join(
+            f"(?:{_regex(tree)})" for tree in ignored) + ")*")) if ignored else None
         rules: list[tuple[int, tuple[int, ...]]] = []
-        ignore = nonterminal("<ignore>")
-        rules.append((ignore, ()))
-        for name in parser.ignore_tokens:
-            rules.append((ignore, (ignore, terminal(name, _pattern(patterns[name])))))
-        self._ignored = {terminal_ids[name] for name in parser.ignore_tokens}
-
-        tokens: set[int] = set()
-
-        def token(name: str, tree: rg.Regular) -> int:
-            # a terminal and the ignored text before it, as one nonterminal
-            symbol = nonterminal(f"<token {name}>")
-            if symbol not in tokens:
-                tokens.add(symbol)
-                rules.append((symbol, (ignore, terminal(name, tree))))
-            return symbol
-
         for rule in parser.rules:
-            rhs = tuple(token(s.name, _pattern(patterns[s.name])) if s.is_term
+            rhs = tuple(terminal(s.name, _pattern(patterns[s.name])) if s.is_term
                         else nonterminal(s.name) for s in rule.expansion)
             rules.append((nonterminal(rule.origin.name), rhs))
         self.root = nonterminal("<root>")
         body = [nonterminal("start")]
         if prefix:
-            body.insert(0, token("<prefix>", rg.Literal(prefix.decode("utf-8", "replace"))))
+            body.insert(0, terminal("<prefix>", rg.Literal(prefix.decode("utf-8", "replace"))))
         rules.append((self.root, tuple(body)))
         if stops:
             tail = rg.Concat((rg.OneOf(tuple(s.decode("utf-8", "replace") for s in stops)),
                               rg.ANY))
-            rules.append((self.root, (*body, token("<stop>", tail))))
+            rules.append((self.root, (*body, terminal("<stop>", tail))))
         self.lhs = [lhs for lhs, _ in rules]
         self.rhs = [rhs for _, rhs in rules]
         self.by_lhs: dict[int, list[int]] = {}
@@ -205,11 +196,20 @@ class EarleyCompletions:
     def extend(self, chart: Chart, data: bytes) -> Chart | None:
         """The chart after ``data`` (a new list), None once no completion is left."""
         chart = list(chart)
+        ignore = self.ignore
         for byte in data:
             before, after, done = chart[-1], _Set(), []
             for rule, dot, origin, state in before.scans:
                 terminal = self.terminals[-1 - self.rhs[rule][dot]]
                 assert terminal is not None
+                if state < 0:  # ignoring: more ignored text, or the terminal starts here
+                    assert ignore is not None
+                    skip = ignore.table[-1 - state][byte]
+                    if skip != DEAD:
+                        after.scans.add((rule, dot, origin, -1 - skip))
+                    if not ignore.accepting[-1 - state]:
+                        continue
+                    state = terminal.initial
                 state = terminal.table[state][byte]
                 if state == DEAD:
                     continue
@@ -242,8 +242,9 @@ class EarleyCompletions:
             symbol = rhs[dot]
             if symbol < 0:
                 terminal = self.terminals[-1 - symbol]
-                if terminal is not None and (k or symbol not in self._ignored):
-                    here.scans.add((rule, dot, origin, terminal.initial))
+                if terminal is not None:  # ignored text may come first, except at the start
+                    start = -1 - self.ignore.initial if k and self.ignore else terminal.initial
+                    here.scans.add((rule, dot, origin, start))
                 continue
             here.waiting.setdefault(symbol, []).append(item)
             if symbol not in predicted:
@@ -309,7 +310,8 @@ class EarleyCompletions:
         for rule, dot, origin, state in here.scans:
             terminal = self.terminals[-1 - self.rhs[rule][dot]]
             assert terminal is not None
-            total = terminal.completion[state] + self.suffix[rule][dot + 1] + \
+            reading = terminal.initial if state < 0 else state  # ignoring: all of it to come
+            total = terminal.completion[reading] + self.suffix[rule][dot + 1] + \
                 self._context(chart, origin, self.lhs[rule])
             if total < best[0]:
                 best = (total, (rule, dot, origin, state))
@@ -325,7 +327,7 @@ class EarleyCompletions:
         if state is not None:
             terminal = self.terminals[-1 - self.rhs[rule][dot]]
             assert terminal is not None
-            out += terminal.shortest(state)
+            out += terminal.shortest(terminal.initial if state < 0 else state)
             dot += 1
         out += self.shortest_string(self.rhs[rule][dot:])
         symbol = self.lhs[rule]
@@ -335,6 +337,10 @@ class EarleyCompletions:
             out += self.shortest_string(self.rhs[rule][dot + 1:])
             symbol = self.lhs[rule]
         return bytes(out)
+
+
+def _regex(tree: rg.Regular) -> str:
+    return re.escape(tree.text) if isinstance(tree, rg.Literal) else tree.pattern
 
 
 def _pattern(pattern: Any) -> rg.Regular:
