@@ -1,4 +1,5 @@
-"""Every benchmark of issues 3 and 17, one after another, with a summary of the targets (``make bench``).
+"""Every benchmark (issues 3 and 17), one after another, with a summary of the targets
+(``make bench``).
 
 Sections (``--only`` picks some, comma-separated):
 

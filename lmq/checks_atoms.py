@@ -17,8 +17,8 @@ from lmq import ir
 from lmq.atoms import ATOMS, Argument, AtomKind
 from lmq.decoders import NotConstant, constant_value
 from lmq.errors import LmqCompileError
-from lmq.lower_expr import decode_literal, literal_parts
 from lmq.grammars import check_grammar
+from lmq.lower_expr import decode_literal, literal_parts
 from lmq.regular import check_regex
 
 if TYPE_CHECKING:

@@ -152,7 +152,7 @@ class GrammarGuide:
         self._charts = _Memo(4096)
         if completions is not None:
             self._charts.put(0, completions.start())
-        self._content = ~index.special
+        self._content = np.packbits(~index.special, bitorder="little")  # as the bitmask
         single = {data: i for i, data in enumerate(index.token_bytes)
                   if len(data) == 1 and not index.special[i]}
         self._byte_token = [single.get(bytes([b]), -1) for b in range(256)]
@@ -177,18 +177,25 @@ class GrammarGuide:
     # -- the protocol -------------------------------------------------------------------
 
     def mask(self, state: int) -> np.ndarray:
-        return self._entry(state)[0]
+        entry = self._entry(state)
+        if entry[1] is None:
+            row = np.unpackbits(entry[0], count=self.index.vocab_size,
+                                bitorder="little").view(bool)
+            row.flags.writeable = False
+            entry[1] = row
+        return entry[1]
 
     def allowed(self, state: int) -> np.ndarray:
         entry = self._entry(state)
-        if entry[1] is None:
-            ids = np.flatnonzero(entry[0]).astype(np.int32)
+        if entry[2] is None:
+            ids = np.flatnonzero(self.mask(state)).astype(np.int32)
             ids.flags.writeable = False
-            entry[1] = ids
-        return entry[1]
+            entry[2] = ids
+        return entry[2]
 
     def _entry(self, state: int) -> list:
-        """``[mask, allowed ids or None]`` of a state, computed on first use."""
+        """``[packed mask, bool mask or None, allowed ids or None]`` of a state, the packed
+        mask (llguidance's bitmask less the special ids) computed on first use."""
         with self._lock:
             entry = self._masks.fetch(state)
             if entry is None:
@@ -196,10 +203,8 @@ class GrammarGuide:
                 matcher = self._matcher(state)
                 bits = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
                 self._check(matcher)
-                row = np.unpackbits(bits, bitorder="little")[:self.index.vocab_size].view(bool)
-                row &= self._content  # EOS and other special ids: never content
-                row.flags.writeable = False
-                entry = [row, None]
+                # EOS and other special ids: never content (the bitmask may be padded)
+                entry = [bits[:len(self._content)] & self._content, None, None]
                 self._masks.put(state, entry)
                 self.stats["masks"] += 1
                 self.stats["mask_seconds"] += time.perf_counter() - start
@@ -335,7 +340,7 @@ class GrammarGuide:
             else:
                 found = self._proposal(state)
                 tokens = None if found is None else self._spell(found)
-                if tokens is not None and self._confirms(state, tokens):
+                if found is not None and tokens is not None and self._confirms(state, tokens):
                     node.witness = (found, tokens)
             node.searched = True
             self.stats["witnesses"] += 1

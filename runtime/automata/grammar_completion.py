@@ -5,10 +5,11 @@ llguidance computes a grammar's token masks but does not say how far a prefix is
 complete sentence. :class:`EarleyCompletions` does: an Earley recognizer over bytes whose
 terminals are byte DFAs (:mod:`lmq.runtime.automata.fsm`), built from the rules Lark makes of
 the grammar (EBNF expanded; ``%ignore`` text allowed before every terminal but the first,
-which is where llguidance allows it: Lark also allows it first and last). A chart is the list of its Earley sets, one per
-byte read; :meth:`~EarleyCompletions.witness` gives the shortest byte string that completes
-a chart's prefix, from each set's cost of completing what its items wait for (a Dijkstra
-over the nonterminals predicted there) and each symbol's shortest yield.
+which is where llguidance allows it: Lark also allows it first and last). A chart is the
+list of its Earley sets, one per byte read; :meth:`~EarleyCompletions.witness` gives the
+shortest byte string that completes a chart's prefix, from each set's cost of completing
+what its items wait for (a Dijkstra over the nonterminals predicted there) and each
+symbol's shortest yield.
 
 The recognizer reads the scannerless language of the grammar, which may be larger than
 llguidance's (llguidance lexes longest-match first), and its regex dialect is lmq's
@@ -302,7 +303,8 @@ class EarleyCompletions:
             first -= 1
         for j in range(first, k + 1):
             self._costs(chart, j)
-        here, best = chart[k], (_INFINITE, None)
+        here = chart[k]
+        best: tuple[int, Any] = (_INFINITE, None)
         for rule, dot, origin in here.items:
             total = self.suffix[rule][dot] + self._context(chart, origin, self.lhs[rule])
             if total < best[0]:
@@ -340,7 +342,10 @@ class EarleyCompletions:
 
 
 def _regex(tree: rg.Regular) -> str:
-    return re.escape(tree.text) if isinstance(tree, rg.Literal) else tree.pattern
+    if isinstance(tree, rg.Literal):
+        return re.escape(tree.text)
+    assert isinstance(tree, rg.Regex)
+    return tree.pattern
 
 
 def _pattern(pattern: Any) -> rg.Regular:

@@ -91,13 +91,17 @@ def greedy_batch(holes: Sequence[HoleRun], logits: Sequence[torch.Tensor],
     model's :class:`MaskBank` on the logits' device, one ``where`` and one ``argmax`` for
     all of them. Rows whose hole refuses its pick (:meth:`HoleRun.admits`) choose again."""
     picks = _greedy(holes, logits, bank)
-    again = [i for i, pick in enumerate(picks) if pick and not holes[i].admits(pick[0])]
+    again = [i for i, pick in enumerate(picks) if _refused(holes[i], pick)]
     while again:
         for i, pick in zip(again, _greedy([holes[i] for i in again],
                                           [logits[i] for i in again], bank)):
             picks[i] = pick
-        again = [i for i in again if picks[i] and not holes[i].admits(picks[i][0])]
+        again = [i for i in again if _refused(holes[i], picks[i])]
     return picks
+
+
+def _refused(hole: HoleRun, pick: tuple[int, float] | None) -> bool:
+    return pick is not None and not hole.admits(pick[0])
 
 
 def _greedy(holes: Sequence[HoleRun], logits: Sequence[torch.Tensor],
