@@ -42,17 +42,7 @@ from common import (
 
 EXPR = (ROOT / "examples" / "expr.lark").read_text()
 SQL = (ROOT / "examples" / "sql.lark").read_text()
-JSONISH = r'''
-?start: value
-?value: object | array | STRING | NUMBER | "true" | "false" | "null"
-object: "{" [pair ("," pair)*] "}"
-pair: STRING ":" value
-array: "[" [value ("," value)*] "]"
-STRING: /"[^"\\\n]*"/
-NUMBER: /-?[0-9]+(\.[0-9]+)?/
-%import common.WS
-%ignore WS
-'''
+JSONISH = (ROOT / "tests" / "cases" / "grammars" / "jsonish.lark").read_text()
 GRAMMARS = {"expr": EXPR, "json-like": JSONISH, "sql (30 rules)": SQL}
 TASKS = {  # end to end: grammar, prompts (16), most new tokens
     "sql": (SQL, [f"Write a SQL query that lists the {what}: " for what in (

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmq import regular
+from lmq.grammars import check_grammar
 
 COMPARISONS = ("<", "<=", "==", "!=", ">", ">=")
 
@@ -126,8 +127,6 @@ def _regex(pattern: str) -> regular.Regular:
 
 
 def _grammar(text: str, tree: bool) -> regular.Regular:
-    from lmq.grammars import check_grammar  # Lark's grammar loader: only for grammars
-
     check_grammar(text)
     return regular.Grammar(text, tree)
 

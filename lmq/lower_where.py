@@ -176,7 +176,6 @@ class ConstraintLowering:
         hole = self.hole(args[0], name)
         return ir.Atom(kind.kind, hole, None, tuple(args[1:]), tuple(keywords), span=expr.span)
 
-
     def grammar_file(self, args: list[ir.Expr], keywords: list[ir.Keyword],
                      ) -> tuple[list[ir.Expr], list[ir.Keyword]]:
         """``GRAMMAR(X, file="expr.lark")``: the file's text as the grammar argument, read

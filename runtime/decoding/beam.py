@@ -70,7 +70,7 @@ def _proposals(decoding: Decoding, row: Row, logits: torch.Tensor,
         logprobs = scores - torch.logsumexp(logits, dim=-1)
         top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
         proposals = [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
-        if all([row.hole.admits(token) for token, _ in proposals]):
+        if all([row.hole.admits(token) for token, _ in proposals]):  # each one asked
             return proposals
 
 

@@ -17,26 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "grammar.lmq"
 EXPR = (ROOT / "examples" / "expr.lark").read_text()
 SQL = (ROOT / "examples" / "sql.lark").read_text()
-JSONISH = r'''
-?start: value
-?value: object | array | STRING | NUMBER | "true" | "false" | "null"
-object: "{" [pair ("," pair)*] "}"
-pair: STRING ":" value
-array: "[" [value ("," value)*] "]"
-STRING: /"[^"\\\n]*"/
-NUMBER: /-?[0-9]+/
-%import common.WS
-%ignore WS
-'''
-COMMANDS = r'''
-start: command (";" command)*
-command: "move" DIRECTION INT | "say" TEXT | "repeat" INT "{" start "}"
-DIRECTION: "north" | "south" | "east" | "west"
-TEXT: /'[a-z ]*'/
-%import common.INT
-%import common.WS
-%ignore WS
-'''
+JSONISH = (ROOT / "tests" / "cases" / "grammars" / "jsonish.lark").read_text()
+COMMANDS = (ROOT / "tests" / "cases" / "grammars" / "commands.lark").read_text()
 PROGRAMS = [
     ('"Compute 12 times 7 plus 3. As an expression: [E]" where GRAMMAR(E, g) and '
      'STOPS_BEFORE(E, "\\n") and len(TOKENS(E)) < 16', EXPR, "E"),

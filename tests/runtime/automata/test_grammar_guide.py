@@ -6,6 +6,8 @@ confirmed completions that budgets rely on are sentences."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -19,37 +21,11 @@ from lmq.runtime.automata.grammar_completion import EarleyCompletions
 
 pytest.importorskip("llguidance")
 
-GRAMMARS = {
-    "expr": r'''
-%import common.INT
-%import common.WS_INLINE
-%ignore WS_INLINE
-start: sum
-?sum: product | sum "+" product | sum "-" product
-?product: atom | product "*" atom | product "/" atom
-?atom: INT | "-" atom | "(" sum ")"
-''',
-    "json": r'''
-?start: value
-?value: object | array | STRING | NUMBER | "true" | "false" | "null"
-object: "{" [pair ("," pair)*] "}"
-pair: STRING ":" value
-array: "[" [value ("," value)*] "]"
-STRING: /"[^"\\\n]*"/
-NUMBER: /-?[0-9]+(\.[0-9]+)?/
-%import common.WS
-%ignore WS
-''',
-    "commands": r'''
-start: command (";" command)*
-command: "move" DIRECTION INT | "say" TEXT | "repeat" INT "{" start "}"
-DIRECTION: "north" | "south" | "east" | "west"
-TEXT: /'[a-zé ]*'/
-%import common.INT
-%import common.WS
-%ignore WS
-''',
-}
+ROOT = Path(__file__).resolve().parents[3]
+GRAMMARS = {name: path.read_text() for name, path in (
+    ("expr", ROOT / "examples" / "expr.lark"),
+    ("json", ROOT / "tests" / "cases" / "grammars" / "jsonish.lark"),
+    ("commands", ROOT / "tests" / "cases" / "grammars" / "commands.lark"))}
 # letters, accents, CJK, punctuation: characters whose UTF-8 bytes SmolLM2 has tokens for
 CHARACTERS = st.characters(max_codepoint=0x9FFF, exclude_categories=("Cs", "Cc"))
 SETTINGS = settings(max_examples=12, deadline=None,

@@ -7,6 +7,7 @@ an error naming the hole."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,24 +24,9 @@ from lmq.runtime.engine import shared_engine
 
 pytest.importorskip("llguidance")
 
-EXPR = r'''
-%import common.INT
-%import common.WS_INLINE
-%ignore WS_INLINE
-start: sum
-?sum: product | sum "+" product | sum "-" product
-?product: atom | product "*" atom
-?atom: INT | "-" atom | "(" sum ")"
-'''
-COMMANDS = r'''
-start: command (";" command)*
-command: "move" DIRECTION INT | "say" TEXT | "repeat" INT "{" start "}"
-DIRECTION: "north" | "south" | "east" | "west"
-TEXT: /'[a-z ]*'/
-%import common.INT
-%import common.WS
-%ignore WS
-'''
+ROOT = Path(__file__).resolve().parents[3]
+EXPR = (ROOT / "examples" / "expr.lark").read_text()
+COMMANDS = (ROOT / "tests" / "cases" / "grammars" / "commands.lark").read_text()
 MODEL = "tiny-random"
 
 
