@@ -1,4 +1,5 @@
-"""Every benchmark of issue 3, one after another, with a summary of the targets (``make bench``).
+"""Every benchmark (issues 3 and 17), one after another, with a summary of the targets
+(``make bench``).
 
 Sections (``--only`` picks some, comma-separated):
 
@@ -12,6 +13,8 @@ Sections (``--only`` picks some, comma-separated):
 * ``peers`` — bench/bench_peers.py: the six PEERS.md programs vs LMQL 0.7.3.
 * ``llama`` — bench/bench_llama.py: lmq on llama.cpp vs llama-cpp-python's own greedy and
   vs lmq on transformers, constrained vs unconstrained, the memory-bandwidth bound.
+* ``grammar`` — bench/bench_grammar.py: grammar masks and compile time on the 49k
+  vocabulary, lmq vs Outlines' CFG generation, grammar-constrained vs unconstrained lmq.
 
 The device is chosen automatically (CUDA when available). ``--model smollm2`` (the default)
 falls back to ``smollm2-shape`` (SmolLM2's architecture, random weights; see bench/common.py)
@@ -35,13 +38,14 @@ import traceback
 from pathlib import Path
 
 import bench_e2e
+import bench_grammar
 import bench_labels
 import bench_llama
 import bench_lmql_cases
 import bench_peers
 from common import BENCH, Table, pick_device, smollm2_tokenizer_folder
 
-SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama")
+SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama", "grammar")
 
 
 def model_available(spec: str) -> tuple[str, str]:
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "llama": lambda: bench_llama.main(["--quick"] if args.quick else []
                                           + (["--repeat", str(args.repeat)] if args.repeat
                                              else [])),
+        "grammar": lambda: bench_grammar.main(common),
     }
     started = time.perf_counter()
     for section in sections:

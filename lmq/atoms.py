@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmq import regular
+from lmq.grammars import check_grammar
 
 COMPARISONS = ("<", "<=", "==", "!=", ">", ">=")
 
@@ -98,6 +99,11 @@ PHRASES = Argument("a string or a list of strings", lambda value: False,
                    single=True, nonempty=True)
 PATTERN = Argument("a pattern string", lambda value: isinstance(value, str))
 SCHEMA = Argument("a schema (a dict)", lambda value: isinstance(value, (dict, str, bool)))
+GRAMMAR_TEXT = Argument("Lark grammar text (a string)", lambda value: isinstance(value, str))
+GRAMMAR_OPTIONS = {
+    "tree": Argument("True or False", lambda value: isinstance(value, bool)),
+    "file": Argument("a file name (a string)", lambda value: isinstance(value, str)),
+}
 LABEL_OPTIONS = {
     "sep": Argument("a non-empty string", lambda value: isinstance(value, str) and value != ""),
     "min": Argument("an integer >= 0", lambda value: _is_int(value) and value >= 0),
@@ -118,6 +124,11 @@ def _char_length(op: str, n: int) -> regular.Regular:
 def _regex(pattern: str) -> regular.Regular:
     regular.check_regex(pattern)
     return regular.Regex(pattern)
+
+
+def _grammar(text: str, tree: bool) -> regular.Regular:
+    check_grammar(text)
+    return regular.Grammar(text, tree)
 
 
 Build = Callable[[list[Any], dict[str, Any], str | None], regular.Regular]
@@ -191,6 +202,10 @@ ATOMS: dict[str, AtomKind] = {atom.kind: atom for atom in (
     AtomKind("json", "JSON", "JSON", (SCHEMA,), build=_one(regular.json_node), convert="json",
              top_level=True),
     AtomKind("span", "SPAN", "SPAN", (STRING,), build=_one(regular.Substring)),
+    # GRAMMAR(X, file=...) is read into the text argument by lmq.lower_where
+    AtomKind("grammar", "GRAMMAR", "GRAMMAR", (GRAMMAR_TEXT,), GRAMMAR_OPTIONS,
+             build=lambda values, options, op: _grammar(values[0], options.get("tree", False)),
+             top_level=True),
     AtomKind("pred", "a predicate", top_level=True),  # pred(X, ...): any other function
 )}
 FUNCTIONS: dict[str, AtomKind] = {atom.function: atom for atom in ATOMS.values()

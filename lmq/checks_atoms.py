@@ -4,17 +4,20 @@ An atom's arguments are evaluated when its hole starts, so only constant argumen
 checked here, each with its :class:`~lmq.atoms.Argument`'s check (the message the runtime
 gives for the evaluated value too): ``len(C) < "5"`` compares a length with a string,
 ``X in [1, 2]`` can never hold for a text, a ``REGEX`` pattern must be one lmq can enforce
-(the error points at the position inside the pattern).
+(the error points at the position inside the pattern), and a ``GRAMMAR`` text one lmq
+can enforce (the error points into the grammar, with its own line and column).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lmq import ir
 from lmq.atoms import ATOMS, Argument, AtomKind
 from lmq.decoders import NotConstant, constant_value
 from lmq.errors import LmqCompileError
+from lmq.grammars import check_grammar
 from lmq.lower_expr import decode_literal, literal_parts
 from lmq.regular import check_regex
 
@@ -40,11 +43,12 @@ def check_atom(checker: _Checker, atom: ir.Atom) -> None:
         problem = kind.option_problem(keyword.name, value) if known else None
         if problem:
             raise checker.error(problem, keyword.value)
-    if atom.kind == "regex":
-        known, pattern = _constant(atom.args[0])
-        if known:
+    if atom.kind in ("regex", "grammar"):
+        known, text = _constant(atom.args[0])
+        if known and isinstance(text, str):
             start, offsets = _literal_offsets(checker, atom.args[0])
-            check_pattern(checker, pattern, start, atom.args[0], offsets)
+            check_pattern(checker, text, start, atom.args[0], offsets,
+                          check_regex if atom.kind == "regex" else check_grammar)
 
 
 def _check(checker: _Checker, kind: AtomKind, atom: ir.Atom, expr: ir.Expr,
@@ -82,12 +86,13 @@ def _literal_offsets(checker: _Checker, expr: ir.Expr) -> tuple[int, list[int] |
 
 
 def check_pattern(checker: _Checker, pattern: str, start: int, where: ir.Node,
-                  offsets: list[int] | None = None) -> None:
-    """Check a regex whose first character is at file offset ``start`` (``offsets``: the
-    file offset of each pattern character, for a literal with escapes); an error points
-    at the position inside the pattern."""
+                  offsets: list[int] | None = None,
+                  check: Callable[[str], None] = check_regex) -> None:
+    """Check a regex (or with ``check``, a grammar) whose first character is at file
+    offset ``start`` (``offsets``: the file offset of each pattern character, for a
+    literal with escapes); an error points at the position inside the pattern."""
     try:
-        check_regex(pattern)
+        check(pattern)
     except LmqCompileError as error:
         offset = getattr(error, "offset", 0)
         if offsets is not None:

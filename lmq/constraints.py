@@ -10,7 +10,7 @@ predicates, which are not regular over the text, must be top-level conjuncts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +106,8 @@ def hole_spec(hole: ir.Hole, items: Iterable[ir.Constraint],
               evaluate: Callable[[ir.Expr], Any], describe: Callable[[ir.Node], str] = str,
               ) -> HoleSpec:
     """Build the :class:`HoleSpec` of ``hole`` from its constraint conjuncts."""
+    items = list(items)
+    check_grammar_combination(hole, items, describe)
     builder = _SpecBuilder(hole.name, evaluate, describe)
     if hole.type in TYPED_HOLES:
         builder.add_regular(regular.Regex(TYPED_HOLES[hole.type]))
@@ -121,6 +123,44 @@ def hole_spec(hole: ir.Hole, items: Iterable[ir.Constraint],
         builder.add(item)
         descriptions.append(describe(item))
     return builder.build(" and ".join(descriptions))
+
+
+GRAMMAR_PARTNERS = frozenset(("token_len", "stops_at", "stops_before", "pred", "in", "eq"))
+"""The atoms a ``GRAMMAR`` combines with under ``and``: token counts, stop phrases,
+predicates and finite sets of values (the sentences among them are the values)."""
+
+
+def check_grammar_combination(hole: ir.Hole, items: Sequence[ir.Constraint],
+                              describe: Callable[[ir.Node], str] = str) -> None:
+    """Raise :class:`LmqCompileError`, pointing at the conjunct, where a ``GRAMMAR`` on
+    ``hole`` is combined with a constraint lmq cannot keep its masks exact with (any other
+    regular one could leave a mask with no way to finish), or ``STOPS_BEFORE`` with a lower
+    token bound (LANGUAGE.md section 4). Decided by the kinds of atoms alone, so it holds
+    before their arguments are known."""
+    grammar = next((item for item in items if isinstance(item, ir.Atom) and
+                    item.kind == "grammar"), None)
+    if grammar is None:
+        return
+    hint = ("a grammar combines with len(TOKENS(X)) bounds, STOPS_AT, STOPS_BEFORE, "
+            "X in [...], X == s and predicates")
+    if hole.type or hole.regex:
+        raise LmqCompileError(f"GRAMMAR cannot constrain the typed hole '{hole.name}'",
+                              grammar.span, hint=hint)
+    for item in items:
+        if item is grammar or isinstance(item, ir.Atom) and item.kind in GRAMMAR_PARTNERS:
+            continue
+        what = "another GRAMMAR" if isinstance(item, ir.Atom) and item.kind == "grammar" \
+            else f"'{describe(item)}'"
+        raise LmqCompileError(f"GRAMMAR cannot be combined with {what} on '{hole.name}': "
+                              "lmq cannot keep the masks of that combination exact",
+                              item.span, hint=hint)
+    stops = [item for item in items if isinstance(item, ir.Atom) and item.kind == "stops_before"]
+    lower = [item for item in items if isinstance(item, ir.Atom) and item.kind == "token_len"
+             and item.op in (">", ">=", "==", "!=")]
+    if stops and lower:
+        raise LmqCompileError(f"GRAMMAR with STOPS_BEFORE cannot also have the token bound "
+                              f"'{describe(lower[0])}' on '{hole.name}' (only upper bounds)",
+                              lower[0].span)
 
 
 class _SpecBuilder:
@@ -155,9 +195,12 @@ class _SpecBuilder:
         if isinstance(item, ir.Atom) and ATOMS[item.kind].build is None:
             self.add_enforced(item)
             return
-        self.add_regular(self.regular_of(item, top=True))
+        node = self.regular_of(item, top=True)
+        self.add_regular(node)
         if isinstance(item, ir.Atom) and ATOMS[item.kind].convert:
             self.convert = ATOMS[item.kind].convert
+        if isinstance(node, regular.Grammar) and node.tree:
+            self.convert = "tree"
 
     def add_enforced(self, atom: ir.Atom) -> None:
         """An atom the decoding loop enforces itself: a token count, stop phrases, a

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from lmq import ir, regular
-from lmq.constraints import conjuncts, hole_spec, holes_of
+from lmq import grammars, ir, regular
+from lmq.constraints import check_grammar_combination, conjuncts, hole_spec, holes_of
 from lmq.decoders import NotConstant, constant_value
 from lmq.errors import LmqCompileError, LmqError, Source
 
@@ -50,6 +50,13 @@ def _prompts(body: tuple[ir.Stmt, ...], top_level: bool) -> Iterator[tuple[ir.Pr
 
 def _check_hole(hole: ir.Hole, inline: ir.Constraint | None,
                 program_where: ir.Constraint | None, source: Source) -> None:
+    items = [item for where in (inline, program_where) for item in conjuncts(where)
+             if hole.name in holes_of(item)]
+    try:
+        check_grammar_combination(hole, items, lambda node: source.text[
+            node.span.start:node.span.end])
+    except LmqCompileError as error:
+        raise error.with_source(source) from None
     trees = []
     typed = _regular(hole, ())
     if typed is not None:
@@ -87,11 +94,17 @@ def _regular(hole: ir.Hole, items: tuple[ir.Constraint, ...]) -> regular.Regular
 
 
 def _is_empty(tree: regular.Regular, where: ir.Constraint, source: Source) -> bool:
-    from lmq.runtime.automata.fsm import compile_regular, is_empty  # numpy: only when needed
+    from lmq.runtime.automata.fsm import AutomatonLimitError, compile_regular, is_empty
 
+    tree = grammars.finite_form(tree)
+    parts = tree.parts if isinstance(tree, regular.And) else (tree,)
+    if any(isinstance(part, regular.Grammar) for part in parts):
+        return False  # a grammar: Lark and llguidance have checked it
     try:
         return is_empty(compile_regular(tree))
     except LmqCompileError as error:
+        if isinstance(error, AutomatonLimitError) and isinstance(tree, regular.Json):
+            return False  # a JSON schema past the automaton goes to the grammar engine
         raise LmqCompileError(error.message, where.span, source, error.hint) from None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from lmq import ir
 from lmq.atoms import COMPARISONS, FUNCTIONS
 from lmq.errors import LmqCompileError, Source, Span, did_you_mean
+from lmq.grammars import read_grammar_file
 
 FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
@@ -166,12 +167,31 @@ class ConstraintLowering:
                 raise self.error(f"an argument of {name} is given twice", expr)
         elif keywords:
             raise self.error(f"{name} takes no keyword arguments", keywords[0])
+        if kind.kind == "grammar":
+            args, keywords = self.grammar_file(args, keywords)
         if len(args) != kind.arity:
             shape = f"{name}(X)" if kind.arity == 1 else f"{name}(X, ...)"
             raise self.error(f"{name} takes {kind.arity} argument{'s' * (kind.arity > 1)}: "
                              f"{shape}", expr)
         hole = self.hole(args[0], name)
         return ir.Atom(kind.kind, hole, None, tuple(args[1:]), tuple(keywords), span=expr.span)
+
+    def grammar_file(self, args: list[ir.Expr], keywords: list[ir.Keyword],
+                     ) -> tuple[list[ir.Expr], list[ir.Keyword]]:
+        """``GRAMMAR(X, file="expr.lark")``: the file's text as the grammar argument, read
+        relative to the program's file (:func:`lmq.grammars.read_grammar_file`); a
+        grammar error points into the file."""
+        given = [keyword for keyword in keywords if keyword.name == "file"]
+        if not given:
+            return args, keywords
+        value = given[0].value
+        if len(args) > 1:
+            raise self.error("GRAMMAR takes a grammar text or file=, not both", value)
+        if not (isinstance(value, ir.Const) and isinstance(value.value, str)):
+            raise self.error("GRAMMAR's file= must be a string literal", value)
+        text = read_grammar_file(self.source.filename, value.value, value.span)
+        return args + [ir.Const(text, span=value.span)], \
+            [keyword for keyword in keywords if keyword.name != "file"]
 
 
 def _is_call(expr: ir.Expr, name: str) -> bool:

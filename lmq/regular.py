@@ -1,7 +1,8 @@
-"""Regular constraints on a hole's value: a tiny tree the front end builds from `where` atoms.
+"""Constraints on a hole's value: a tiny tree the front end builds from `where` atoms.
 
 Each node denotes a set of strings (the values it accepts); the runtime compiles a tree to a
-byte-level DFA (``lmq.runtime.automata.fsm``). Nodes are frozen and hashable so compiled
+byte-level DFA (``lmq.runtime.automata.fsm``), except a :class:`Grammar` (context-free),
+which a grammar guide enforces. Nodes are frozen and hashable so compiled
 automata can be cached by tree. ``Regex`` patterns fully match with Python ``re`` semantics under
 :data:`REGEX_FLAGS` (``re.ASCII``: ``\\d \\w \\s`` and case folding are ASCII-only, so
 ``\\D`` excludes exactly ``0-9``); a leading ``^`` and a trailing ``$`` are accepted as
@@ -283,6 +284,18 @@ class Substring(Regular):
     text: str
 
 
+@dataclass(frozen=True)
+class Grammar(Regular):
+    """``GRAMMAR``: a complete sentence of the Lark grammar ``text`` (start rule ``start``).
+    Context-free, so no byte automaton holds it: the runtime enforces it with a grammar
+    guide (``lmq.runtime.automata.grammar``), and under ``and`` it combines only with the
+    constraints it can be made exact with (LANGUAGE.md section 4). ``tree``: the value
+    becomes its Lark parse tree."""
+
+    text: str
+    tree: bool = False
+
+
 def json_node(schema: object) -> Json:
     """A :class:`Json` node for a schema given as a dict, a bool or JSON text
     (``TypeError``/``ValueError`` for anything else)."""
@@ -297,6 +310,16 @@ def json_node(schema: object) -> Json:
         return Json(json.dumps(schema, ensure_ascii=False, separators=(",", ":")))
     except (TypeError, ValueError) as e:
         raise ValueError(f"the JSON schema is not JSON data: {e}") from None
+
+
+def grammar_of(tree: Regular | None) -> Grammar:
+    """The top-level :class:`Grammar` conjunct of a hole's constraint, ``ValueError`` if
+    there is none."""
+    parts = tree.parts if isinstance(tree, And) else (tree,)
+    for part in parts:
+        if isinstance(part, Grammar):
+            return part
+    raise ValueError("the constraint has no GRAMMAR part")
 
 
 def labels_of(tree: Regular | None) -> Labels:

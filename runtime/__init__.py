@@ -2,7 +2,8 @@
 
 * :mod:`lmq.runtime.automata` — regular languages as byte-level automata (NFA, DFA, lazy
   automata), the token index of a vocabulary and the guides that turn a state into a token
-  mask. Pure numpy: the front end imports it for compile-time checks.
+  mask (grammars through llguidance). No torch: the front end imports it for compile-time
+  checks.
 * :mod:`lmq.runtime.interpreter` — the sandboxed interpreter: one program instance as an
   explicit stack machine that pauses at every hole.
 * :mod:`lmq.runtime.decoding` — the lockstep loop: program instances as batch rows, one

@@ -26,6 +26,7 @@ from typing import Any
 from lmq import regular as rg
 from lmq.errors import LmqCompileError
 from lmq.runtime.automata.fsm_pattern import FORMATS, STRING_CHAR, safe_pattern
+from lmq.runtime.automata.nfa import too_large
 
 STRING_CHARS = 256  # default maxLength
 ARRAY_ITEMS = 16  # default maxItems
@@ -142,8 +143,10 @@ class _Compiler:
             raise _error("'$ref' next to other keywords is not supported")
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise _error(f"only local references are supported, not {ref!r}")
-        if ref in self.resolving:
-            raise _error(f"the recursive reference {ref!r} is not supported")
+        if ref in self.resolving:  # unbounded nesting: past any automaton
+            raise too_large(f"JSON schema: the recursive reference {ref!r} nests without "
+                            "bound", hint="a JSON schema a finite automaton cannot hold "
+                            "goes to the grammar engine")
         target = self.root
         for part in filter(None, ref[1:].split("/")):
             part = part.replace("~1", "/").replace("~0", "~")

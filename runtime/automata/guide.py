@@ -48,6 +48,9 @@ class Guide(Protocol):
 
     initial_state: int
     stops: bool  # a StopsBefore language (``resume`` and ``stop_outlook`` matter)
+    # True: masks ignore token budgets and each choice is checked (:class:`ChoiceChecking`);
+    # False: ``next_distances`` make budget-aware masks
+    checks_choices: bool
 
     def allowed(self, state: int) -> np.ndarray:
         """Sorted int32 ids of the content tokens allowed next (read-only)."""
@@ -76,7 +79,11 @@ class Guide(Protocol):
         """The state after ``data`` (for stop-phrase truncation), ``None`` if it dies."""
 
     def live_bytes(self, state: int) -> np.ndarray:
-        """The bytes that may follow (for forced text)."""
+        """The bytes that may follow."""
+
+    def forced_bytes(self, state: int, limit: int = 64) -> tuple[bytes, bool]:
+        """The bytes the constraint leaves no choice about from ``state`` (at most
+        ``limit``; none where the text may end), and whether nothing can follow them."""
 
     def next_distances(self, state: int) -> np.ndarray:
         """Fewest bytes to acceptance after each allowed token (for budget-aware masks)."""
@@ -84,6 +91,23 @@ class Guide(Protocol):
     @property
     def max_completion(self) -> int | None:
         """An upper bound on every ``next_distances``, None if unknown."""
+
+
+class ChoiceChecking(Guide, Protocol):
+    """A guide whose masks do not see token budgets (a context-free language has no
+    per-state distance table): the hole checks each choice instead
+    (:meth:`lmq.runtime.decoding.holes.HoleRun.admits`)."""
+
+    def within(self, state: int, left: int) -> bool:
+        """Whether the text at ``state`` has a known completion of at most ``left`` tokens."""
+
+    def fits(self, state: int, token: int, left: int) -> bool:
+        """Whether the text after ``token`` has a known completion of at most ``left``
+        tokens."""
+
+    def closing(self, state: int, left: int) -> np.ndarray:
+        """Allowed tokens along the state's known completion after which the rest takes at
+        most ``left`` tokens (never empty where ``within(state, left + 1)``)."""
 
 
 class _Lru(OrderedDict):
@@ -135,6 +159,7 @@ class DfaGuide:
         self._lock = dfa.lock if self._lazy else threading.RLock()
         self.stats = {"explored": 0, "explore_seconds": 0.0, "gave_up": 0}
         self.stops = isinstance(dfa, StopAutomaton)  # a StopsBefore language
+        self.checks_choices = False
 
     @classmethod
     def from_regular(cls, tree: rg.Regular, index: TokenIndex,
@@ -165,6 +190,16 @@ class DfaGuide:
     def live_bytes(self, state: int) -> np.ndarray:
         """The bytes that may follow in ``state`` (int32, ascending)."""
         return self.dfa.live_bytes(state)
+
+    def forced_bytes(self, state: int, limit: int = 64) -> tuple[bytes, bool]:
+        out = bytearray()
+        while len(out) < limit and not self.is_accepting(state):
+            live = self.live_bytes(state)
+            if len(live) != 1:
+                break
+            out.append(int(live[0]))
+            state = self.dfa.walk(state, bytes(out[-1:]))
+        return bytes(out), not len(self.live_bytes(state))
 
     def mask(self, state: int) -> np.ndarray:
         with self._lock:

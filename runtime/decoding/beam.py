@@ -68,16 +68,19 @@ def _proposals(decoding: Decoding, row: Row, logits: torch.Tensor,
         return [(-1, 0.0)]
     assert row.runtime is not None
     hole, bank = row.hole, row.runtime.bank(logits.device)
-    scores = masked(hole, logits, bank)
-    logprobs = scores - torch.logsumexp(logits, dim=-1)
-    options = []
-    if hole.ends_on_leaving():  # ending is one option, with the mass of every way to end
-        eos = torch.from_numpy(hole.eos_ids).to(logprobs.device)
-        logprobs = logprobs.index_fill(0, eos, float("-inf"))
-        options.append((int(hole.eos_ids[0]), end_logprob(hole, logits, bank)))
-    top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
-    options += [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
-    return sorted(options, key=lambda option: -option[1])[:width]
+    while True:  # until the hole admits every proposal (HoleRun.admits)
+        scores = masked(hole, logits, bank)
+        logprobs = scores - torch.logsumexp(logits, dim=-1)
+        options = []
+        if hole.ends_on_leaving():  # ending is one option, with the mass of every way to end
+            eos = torch.from_numpy(hole.eos_ids).to(logprobs.device)
+            logprobs = logprobs.index_fill(0, eos, float("-inf"))
+            options.append((int(hole.eos_ids[0]), end_logprob(hole, logits, bank)))
+        top = torch.topk(logprobs, min(width, int(torch.isfinite(logprobs).sum())))
+        options += [(int(t), float(lp)) for lp, t in zip(top.values, top.indices)]
+        proposals = sorted(options, key=lambda option: -option[1])[:width]
+        if all([hole.admits(token) for token, _ in proposals]):  # each one asked
+            return proposals
 
 
 def _apply(decoding: Decoding, row: Row, token: int, logprob: float, fail_fast: bool) -> None:

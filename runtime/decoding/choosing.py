@@ -110,7 +110,23 @@ def greedy_batch(holes: Sequence[HoleRun], logits: Sequence[torch.Tensor],
     whose mask allows nothing. On the CPU, rows with few allowed tokens take the argmax of
     those tokens' logits alone (:data:`SPARSE_MAX`); the others get their masks from the
     model's :class:`MaskBank` on the logits' device, one ``where`` and one ``argmax`` for
-    all of them."""
+    all of them. Rows whose hole refuses its pick (:meth:`HoleRun.admits`) choose again."""
+    picks = _greedy(holes, logits, bank)
+    again = [i for i, pick in enumerate(picks) if _refused(holes[i], pick)]
+    while again:
+        for i, pick in zip(again, _greedy([holes[i] for i in again],
+                                          [logits[i] for i in again], bank)):
+            picks[i] = pick
+        again = [i for i in again if _refused(holes[i], picks[i])]
+    return picks
+
+
+def _refused(hole: HoleRun, pick: tuple[int, float] | None) -> bool:
+    return pick is not None and not hole.admits(pick[0])
+
+
+def _greedy(holes: Sequence[HoleRun], logits: Sequence[torch.Tensor],
+            bank: MaskBank) -> list[tuple[int, float] | None]:
     stacked = torch.stack(list(logits))
     ids = [_few_allowed(hole, stacked.device) for hole in holes]
     sparse = [i for i, row_ids in enumerate(ids) if row_ids is not None and len(row_ids)]
@@ -175,7 +191,8 @@ def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
     log-probability under the unmasked ``logits``. On the CPU, a state allowing at most
     :data:`SPARSE_MAX` tokens decides among their logits alone: the same token as masking
     the row (the cumulative sums :func:`draw` inverts are the same), in a fraction of the
-    time. The hole fails when nothing is allowed.
+    time. The hole fails when nothing is allowed; a token the hole refuses
+    (:meth:`HoleRun.admits`) is chosen again without it.
 
     Where the value is complete (:meth:`HoleRun.ends_on_leaving`), the hole first decides
     whether it ends: greedily when the model's own choice is no content token it allows,
@@ -185,6 +202,14 @@ def pick_token(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
     complete = hole.ends_on_leaving()
     if complete and _leaves(hole, logits, decoder, rng, bank):
         return int(hole.eos_ids[0]), end_logprob(hole, logits, bank)
+    while True:
+        token, logprob = _pick(hole, logits, decoder, rng, bank, complete)
+        if hole.admits(token):
+            return token, logprob
+
+
+def _pick(hole: HoleRun, logits: torch.Tensor, decoder: DecoderSpec,
+          rng: torch.Generator | None, bank: MaskBank, complete: bool) -> tuple[int, float]:
     ids = _few_allowed(hole, logits.device)
     if ids is not None and complete:
         ids = ids[~np.isin(ids, hole.eos_ids)]

@@ -10,7 +10,7 @@ bytes start with the prompt text it took over (``prefix``), which is not part of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -18,7 +18,11 @@ from lmq.constraints import HoleSpec
 from lmq.errors import LmqConstraintError, Span
 
 if TYPE_CHECKING:
-    from lmq.runtime.automata.guide import Guide
+    from lmq.runtime.automata.guide import ChoiceChecking, Guide
+
+REFUSALS = 8
+"""Tokens a choice-checking guide may refuse in one step (:meth:`HoleRun.admits`) before
+the hole may only follow a completion that fits."""
 
 
 @dataclass
@@ -46,6 +50,10 @@ class HoleRun:
     boundaries: list[tuple[int, int]] = field(default_factory=list)  # (bytes, state) per token
     logprobs: list[float] = field(default_factory=list)
     ending: Ending | None = None
+    # guides that check each choice against the token budget (grammars): the tokens refused
+    # at this step, and once too many were, the only ones left (following a completion)
+    refused: set[int] = field(default_factory=set)
+    closing: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.guide is not None:
@@ -58,6 +66,9 @@ class HoleRun:
                                   max(self.spec.excluded_counts, default=-1))
         if self.budget <= 0 and not self.can_end():
             self.fail("the token budget is exhausted before the hole starts")
+        if self.guide is not None and self.guide.checks_choices and \
+                not cast("ChoiceChecking", self.guide).within(self.state, self.budget):
+            self.fail(f"no value fits in its token budget of {self.budget}")
 
     # ------------------------------------------------------------ masks
 
@@ -112,6 +123,9 @@ class HoleRun:
         guide = self.guide
         if guide is None or (guide.stops and len(self.tokens) < self.last_forbidden):
             return None
+        if guide.checks_choices:
+            return None if self.refused or self.closing is not None else \
+                (guide, self.state, self.can_end())
         bound = guide.max_completion
         if bound is None or self.budget - len(self.tokens) - 1 < bound:
             return None
@@ -122,9 +136,35 @@ class HoleRun:
         (aligned bools), or None for all of them."""
         if not len(guide.allowed(self.state)):
             return None
+        if guide.checks_choices:
+            if self.closing is not None:
+                return np.isin(guide.allowed(self.state), self.closing)
+            if self.refused:
+                return ~np.isin(guide.allowed(self.state), list(self.refused))
+            return None
         if guide.stops and len(self.tokens) < self.last_forbidden:
             return self._kept_counted_stops(guide)
         return self._kept_in_budget(guide)
+
+    def admits(self, token: int) -> bool:
+        """Whether the decoder may take ``token``, chosen under :meth:`mask`: always, except
+        with a guide that checks choices (``Guide.checks_choices``), which admits a token
+        only when the value can still be completed within the tokens left after it. A
+        refused token leaves this step's mask; after
+        :data:`REFUSALS` refusals only the tokens along a
+        completion that fits remain, so a decoder that asks again until a token is
+        admitted ends."""
+        if self.guide is None or not self.guide.checks_choices or self.closing is not None or \
+                token in self.eos_ids:
+            return True
+        guide = cast("ChoiceChecking", self.guide)
+        left = self.budget - len(self.tokens) - 1
+        if guide.fits(self.state, token, left):
+            return True
+        self.refused.add(token)
+        if len(self.refused) >= REFUSALS:
+            self.closing = guide.closing(self.state, left)
+        return False
 
     def _kept_in_budget(self, guide: Guide) -> np.ndarray | None:
         """Budget-aware masking: never enter a state whose shortest completion cannot fit
@@ -159,14 +199,7 @@ class HoleRun:
         end inside the forced text."""
         if self.guide is None or self.phrases:
             return b"", False
-        guide, state, out = self.guide, self.state, bytearray()
-        while len(out) < limit and not guide.is_accepting(state):
-            live = guide.live_bytes(state)
-            if len(live) != 1:
-                break
-            out.append(int(live[0]))
-            state = guide.walk_bytes(state, bytes(out[-1:]))
-        return bytes(out), not len(guide.live_bytes(state))
+        return self.guide.forced_bytes(self.state, limit)
 
     def exhausted(self) -> bool:
         """No content token can follow (the guide has no continuation)."""
@@ -185,6 +218,7 @@ class HoleRun:
     def push(self, token: int, logprob: float) -> None:
         """Append a generated token; sets :attr:`ending` when the value is complete."""
         before = len(self.data)
+        self.refused, self.closing = set(), None
         if self.guide is not None:
             self.state = self.guide.advance(self.state, token)
         self.tokens.append(token)

@@ -17,8 +17,10 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from lmq import regular
-from lmq.runtime.automata.guide import DfaGuide
+from lmq import grammars, regular
+from lmq.runtime.automata.fsm import AutomatonLimitError
+from lmq.runtime.automata.grammar import GrammarGuide
+from lmq.runtime.automata.guide import DfaGuide, Guide
 from lmq.runtime.automata.tokens import TokenIndex
 from lmq.runtime.backends.base import Backend
 from lmq.runtime.decoding.chat import ChatFormat
@@ -38,18 +40,20 @@ class ModelRuntime:
         self.start_token = vocabulary.bos_id if vocabulary.bos_id is not None else \
             int(self.eos_ids[0])
         self.context_length = backend.context_length
-        self._guides: OrderedDict[regular.Regular, DfaGuide] = OrderedDict()
+        self._guides: OrderedDict[regular.Regular, Guide] = OrderedDict()
         self._banks: dict[str, MaskBank] = {}
         self._lock = threading.Lock()
 
-    def guide(self, tree: regular.Regular | None) -> DfaGuide | None:
-        """The guide of a regular constraint, compiled once per model and constraint."""
+    def guide(self, tree: regular.Regular | None) -> Guide | None:
+        """The guide of a constraint, compiled once per model and constraint: a grammar
+        guide for a grammar (and for a JSON schema too large for an automaton), else the
+        guide of its byte automaton."""
         if tree is None:
             return None
         with self._lock:
             guide = self._guides.get(tree)
             if guide is None:
-                guide = DfaGuide.from_regular(tree, self.index)
+                guide = _compiled(tree, self.index)
                 self._guides[tree] = guide
                 if len(self._guides) > _GUIDE_CACHE_SIZE:
                     self._guides.popitem(last=False)
@@ -84,6 +88,19 @@ class ModelRuntime:
         for token_id in np.flatnonzero(self.index.special).tolist():
             table[token_id] = self.vocabulary.special_text(token_id).encode()
         return table
+
+
+def _compiled(tree: regular.Regular, index: TokenIndex) -> Guide:
+    tree = grammars.finite_form(tree)
+    parts = grammars.grammar_parts(tree)
+    if parts is not None and isinstance(parts[1], regular.Grammar):
+        return GrammarGuide.from_tree(tree, index)
+    try:
+        return DfaGuide.from_regular(tree, index)
+    except AutomatonLimitError:
+        if parts is None:  # JSON(X, schema) past the automaton: llguidance's JSON
+            raise
+        return GrammarGuide.from_tree(tree, index)
 
 
 class ModelRuntimes:

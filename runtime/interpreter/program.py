@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lmq import ir, regular
+from lmq import grammars, ir, regular
 from lmq.api import Query
 from lmq.constraints import constraints_for, hole_spec
 from lmq.errors import LmqError, LmqLimitError, LmqRuntimeError, LmqSandboxError, Source
@@ -540,6 +540,8 @@ class ProgramState:
                 value = json.loads(text)
                 if self.record is not None:
                     value = self.record.from_json(value)
+            elif kind == "tree":
+                value = grammars.parse_tree(regular.grammar_of(request.spec.regular).text, text)
         except (ValueError, RecursionError):
             raise LmqRuntimeError(f"hole '{request.hole.name}' produced {text!r}, which is "
                                   f"not a valid {kind}", request.hole.span) from None

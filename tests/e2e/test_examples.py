@@ -72,7 +72,7 @@ def test_examples_cover_front_doors_and_constraint_kinds():
     text = "\n".join(p.read_text() for p in FILES)
     kinds = ["len(TOKENS(", "len(CITY)", " in [", " not in [", " == ", " != ", '"cat" in ',
              '"e" not in ', "STARTS_WITH(", "ENDS_WITH(", "STOPS_AT(", "STOPS_BEFORE(",
-             "INT(", "FLOAT(", "REGEX(", "LABELS(", "JSON(", "SPAN(", "has_vowel(WORD)",
+             "INT(", "FLOAT(", "REGEX(", "LABELS(", "JSON(", "SPAN(", "GRAMMAR(", "has_vowel(WORD)",
              "[N: int]", "[T: float]", ": bool]", "r'[0-9]", "distribution", "@len"]
     doors = ["lmq run", "--inputs", "lmq.query(", "@lmq.query", "lmq.F(", ".batch(",
              ".stream(", ".acall(", "%%lmq", "--define", "--as", "tools={"]
