@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run a program once, or once per line of "
                               "--inputs, and print its prompt or its results.")
     run.add_argument("file")
-    run.add_argument("--model", help="model name, alias or spec (smollm2, tiny-random, hf:PATH)")
+    run.add_argument("--model", help="model name, alias or spec (smollm2, llama:FILE.gguf, "
+                     "hf:PATH, llama-server:URL, vllm:URL, sglang:URL)")
     run.add_argument("--decoder", help="decoder, e.g. 'sample(n=2, temperature=0.7)'")
     run.add_argument("--arg", action="append", default=[], metavar="NAME=VALUE",
                      help="a parameter; VALUE is parsed as JSON when it is valid JSON "
