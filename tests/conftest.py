@@ -154,13 +154,16 @@ def guide_checks(smollm2_index):
 def llama_server():
     """``llama_server(gguf, slots=4)`` — the address of a llama-server serving ``gguf`` on
     127.0.0.1, started once per session and file (ended, with its process group, when the
-    session ends). The binary is ``$LMQ_LLAMA_SERVER`` (``.ci/llama-server`` builds it and
-    prints its path; CI sets it); without it the test is skipped."""
+    session ends). The binary is ``$LMQ_LLAMA_SERVER``, else the one ``.ci/llama-server``
+    cached (it builds it and prints its path; CI sets it); without one the test is
+    skipped."""
     import socket
     import time
     import urllib.request
+    from pathlib import Path
 
-    binary = os.environ.get("LMQ_LLAMA_SERVER")
+    binary = os.environ.get("LMQ_LLAMA_SERVER") or next(iter(sorted(
+        (Path.home() / ".cache/lmq/llama-server").glob("*/llama-server"), reverse=True)), None)
     if not binary or not os.access(binary, os.X_OK):
         pytest.skip("set LMQ_LLAMA_SERVER to a llama-server binary (.ci/llama-server builds one)")
     servers: dict[tuple, tuple[subprocess.Popen, str]] = {}

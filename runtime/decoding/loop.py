@@ -89,13 +89,12 @@ class Decoding:
 
     def __init__(self, decoder: DecoderSpec, resolve: ModelResolver, runtimes: ModelRuntimes,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
-                 force_tokens: bool = True, max_inflight: int | None = None) -> None:
+                 force_tokens: bool = True) -> None:
         self.decoder = decoder
         self.resolve = resolve
         self.runtimes = runtimes
         self.on_event = on_event  # streaming: token and hole events, see _emit
         self.force_tokens = force_tokens
-        self.max_inflight = max_inflight  # per serving engine (None: the backend's own)
         self._pools: dict[Backend, ThreadPoolExecutor] = {}
         self._waiting: dict[Future, Row] = {}
         self.trace: list[TraceEntry] = []
@@ -273,14 +272,14 @@ class Decoding:
 
     def submit(self, row: Row) -> None:
         """Hand the row's hole to its serving engine (:mod:`lmq.runtime.decoding.remote`);
-        at most ``max_inflight`` of an engine's holes are in flight, the others queue."""
+        at most the backend's ``max_inflight`` holes are in flight (the model spec's
+        ``inflight=N``, else the engine's slots), the others queue."""
         backend, hole = row.context.backend, row.hole
         assert isinstance(backend, ServedBackend) and hole is not None
         pool = self._pools.get(backend)
         if pool is None:
-            workers = self.max_inflight or backend.max_inflight
             pool = self._pools[backend] = ThreadPoolExecutor(
-                workers, thread_name_prefix=f"lmq-{backend.engine}")
+                backend.max_inflight, thread_name_prefix=f"lmq-{backend.engine}")
         row.remote = pool.submit(decode_remote, hole, row.context, row.runtime,
                                  self.decoder_for(row), row.rng, self.force_tokens)
         self._waiting[row.remote] = row

@@ -163,3 +163,35 @@ def test_an_unreachable_server_is_a_model_error():
         port = probe.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(LmqModelError, match="cannot reach the server"):
         lmq.query('"a[X]"', model=f"llama-server:http://127.0.0.1:{port}")()
+
+
+def test_prefer_cascade_decodes_as_on_the_local_backend(tiny_url):
+    source = ('argmax\n    "{:instruction}Assume the tower is in Rome.\\n"\n'
+              '    "{:context}The tower is in Paris.\\n"\n'
+              '    "City:[A]" where STOPS_AT(A, "\\n") and len(TOKENS(A)) < 6\n'
+              'prefer\n    instruction > context > parametric with mode="cascade"\n')
+    remote = results(source, served(tiny_url, tokenizer="tiny-random"))
+    local = results(source, "llama:tiny-random")
+    assert [r.variables for r in remote] == [r.variables for r in local]
+
+
+def test_a_served_alias_runs_from_the_command_line(smollm2_url, tmp_path, monkeypatch):
+    """An alias in lmq.toml names the server; ``lmq run --inputs`` keeps input order."""
+    import json
+
+    from lmq.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    spec = served(smollm2_url, tokenizer="smollm2", inflight=2)
+    (tmp_path / "lmq.toml").write_text(f'[models]\nserved = "{spec}"\n')
+    source = '"Q: What is {a} + {b}?\\nA: [N]" where INT(N) and len(TOKENS(N)) < 4\n'
+    (tmp_path / "sum.lmq").write_text(source)
+    inputs = [{"a": a, "b": b} for a, b in [(1, 2), (20, 22), (3, 4)]]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(i) + "\n" for i in inputs))
+    assert main(["-q", "run", "sum.lmq", "--model", "served", "--inputs", "in.jsonl",
+                 "--output", "out.jsonl"]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    expected = lmq.query(source, model=spec).batch(inputs)
+    assert [line["line"] for line in lines] == [1, 2, 3]
+    assert [line["result"]["variables"] for line in lines] == [r.variables for r in expected]
+    assert all(str(line["result"]["variables"]["N"]).isdigit() for line in lines)
