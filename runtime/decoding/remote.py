@@ -54,10 +54,10 @@ def check_supported(hole: HoleRun, backend: ServedBackend, decoder: DecoderSpec)
     if decoder.name == "beam":
         raise backend.unsupported_feature("beam search", "use argmax or sample(n)")
     if hole.guide is not None:
-        if not isinstance(hole.guide.dfa, ByteDfa):
+        if not isinstance(getattr(hole.guide, "dfa", None), ByteDfa):
             raise backend.unsupported_feature(
-                f"the constraint of hole '{hole.spec.hole}' (too large to compile into one "
-                "automaton, or a stop phrase cut from a constrained value)",
+                f"the constraint of hole '{hole.spec.hole}' (a GRAMMAR, one too large to "
+                "compile into one automaton, or a stop phrase cut from a constrained value)",
                 "narrow the constraint, or decode it on a local model")
         if decoder.name == "sample" and (decoder.top_k or decoder.top_p is not None) and \
                 decoder.top_p != 1.0:

@@ -141,6 +141,9 @@ def test_what_the_engine_cannot_do_is_an_error_naming_it(smollm2_url):
                    'len(TOKENS(A)) < 3\nprefer\n    context > parametric\n')
     with pytest.raises(LmqModelError, match="fuse, contrastive prefer.*llama-server"):
         lmq.query(contrastive, model=model)()
+    grammar = '"Sum: [E]" where GRAMMAR(E, "start: NUMBER \\"+\\" NUMBER\\n%import common.NUMBER")'
+    with pytest.raises(LmqModelError, match="the constraint of hole 'E' \\(a GRAMMAR.*llama-server"):
+        lmq.query(grammar, model=model)()
 
 
 def test_a_tokenizer_that_does_not_match_the_server_is_refused(smollm2_url, tmp_path):
