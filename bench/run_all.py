@@ -12,6 +12,9 @@ Sections (``--only`` picks some, comma-separated):
 * ``peers`` — bench/bench_peers.py: the six PEERS.md programs vs LMQL 0.7.3.
 * ``llama`` — bench/bench_llama.py: lmq on llama.cpp vs llama-cpp-python's own greedy and
   vs lmq on transformers, constrained vs unconstrained, the memory-bandwidth bound.
+* ``serving`` — bench/bench_serving.py: lmq on a llama-server it starts (prefix-cache reuse,
+  vs one plain /completion, batch concurrency, vs SGLang's text-per-hole pattern); skipped
+  with a note when no llama-server binary is found.
 
 The device is chosen automatically (CUDA when available). ``--model smollm2`` (the default)
 falls back to ``smollm2-shape`` (SmolLM2's architecture, random weights; see bench/common.py)
@@ -39,9 +42,10 @@ import bench_labels
 import bench_llama
 import bench_lmql_cases
 import bench_peers
+import bench_serving
 from common import BENCH, Table, pick_device, smollm2_tokenizer_folder
 
-SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama")
+SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama", "serving")
 
 
 def model_available(spec: str) -> tuple[str, str]:
@@ -129,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         "llama": lambda: bench_llama.main(["--quick"] if args.quick else []
                                           + (["--repeat", str(args.repeat)] if args.repeat
                                              else [])),
+        "serving": lambda: bench_serving.main((["--quick"] if args.quick else [])
+                                              + (["--repeat", str(args.repeat)] if args.repeat
+                                                 else [])),
     }
     started = time.perf_counter()
     for section in sections:
