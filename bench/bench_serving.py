@@ -18,8 +18,9 @@ The binary is ``$LMQ_LLAMA_SERVER``, else one that ``.ci/llama-server`` built in
    its prompt-token count and its generated-token count. Target (the free hole): lmq ≤ 1.2×
    the plain call.
 3. **Concurrency.** ``q.batch`` of 64 inputs (16 with ``--quick``) with lmq's default
-   in-flight cap (the server's 4 slots) against the same batch with ``inflight=1``. Target:
-   throughput ≥ 3×.
+   in-flight cap (the server's 4 slots) against the same batch with ``inflight=1``; plain
+   ``/completion`` calls of the same token counts, one and 4 at a time, show the engine's own
+   scaling on the machine. Target: lmq's throughput ≥ 3×.
 4. **Against the SGLang frontend's pattern**, on the same server and programs. SGLang's
    frontend (``sglang/lang/backend/runtime_endpoint.py``) keeps the program as text and
    sends, for every ``gen``, the whole text so far as a text prompt (the server tokenizes it
@@ -45,14 +46,14 @@ The binary is ``$LMQ_LLAMA_SERVER``, else one that ``.ci/llama-server`` built in
    legacy ``{tokens, token_logprobs, top_logprobs}`` answer, while llama-server's
    ``/v1/completions`` ignores ``echo`` and answers ``logprobs`` as ``{content: [...]}``.
 
-Every call of every contender starts on empty caches: all slots are erased first, untimed (the
-server runs with ``--slot-save-path``, which the erase action needs, and ``--cache-ram 0``:
-erasing leaves the host-memory prompt cache in place, and rows of an earlier round were seen
-to find their whole prompt restored from it). Rounds interleave the
-contenders after one warm-up round; medians are reported. The server runs with
-``--server-threads`` threads, by default half the cores: on the shared 2-core machine two
-threads spin at llama.cpp's barriers whenever another process holds a core (measured: 1–9
-tokens/s with ``-t 2`` against 56–80 with ``-t 1``, at load 5).
+Every call of every contender starts on empty caches: all slots are erased first, untimed
+(the server runs with ``--slot-save-path``, which the erase action needs, and ``--cache-ram
+0``: erasing leaves the host-memory prompt cache in place, and rows of an earlier round were
+seen to find their whole prompt restored from it). Rounds interleave the contenders after one
+warm-up round; medians are reported. The server runs with ``--server-threads`` threads, by
+default half the cores: on the shared 2-core machine two threads spin at llama.cpp's barriers
+whenever another process holds a core (measured: 1–9 tokens/s with ``-t 2`` against 56–80
+with ``-t 1``, at load 5).
 
     python bench/bench_serving.py [--quick] [--repeat N] [--server SPEC] [--server-threads N]
 """
