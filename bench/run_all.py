@@ -15,6 +15,9 @@ Sections (``--only`` picks some, comma-separated):
   vs lmq on transformers, constrained vs unconstrained, the memory-bandwidth bound.
 * ``grammar`` — bench/bench_grammar.py: grammar masks and compile time on the 49k
   vocabulary, lmq vs Outlines' CFG generation, grammar-constrained vs unconstrained lmq.
+* ``serving`` — bench/bench_serving.py: lmq on a llama-server it starts (prefix-cache reuse,
+  vs one plain /completion, batch concurrency, vs SGLang's text-per-hole pattern); skipped
+  with a note when no llama-server binary is found.
 
 The device is chosen automatically (CUDA when available). ``--model smollm2`` (the default)
 falls back to ``smollm2-shape`` (SmolLM2's architecture, random weights; see bench/common.py)
@@ -43,9 +46,10 @@ import bench_labels
 import bench_llama
 import bench_lmql_cases
 import bench_peers
+import bench_serving
 from common import BENCH, Table, pick_device, smollm2_tokenizer_folder
 
-SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama", "grammar")
+SECTIONS = ("masks", "e2e", "cases", "labels", "peers", "llama", "grammar", "serving")
 
 
 def model_available(spec: str) -> tuple[str, str]:
@@ -130,10 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         "cases": lambda: bench_lmql_cases.main(common),
         "labels": lambda: bench_labels.main(common),
         "peers": lambda: bench_peers.main(common + (["--no-lmql"] if args.no_lmql else [])),
-        "llama": lambda: bench_llama.main(["--quick"] if args.quick else []
+        "llama": lambda: bench_llama.main((["--quick"] if args.quick else [])
                                           + (["--repeat", str(args.repeat)] if args.repeat
                                              else [])),
         "grammar": lambda: bench_grammar.main(common),
+        "serving": lambda: bench_serving.main((["--quick"] if args.quick else [])
+                                              + (["--repeat", str(args.repeat)] if args.repeat
+                                                 else [])),
     }
     started = time.perf_counter()
     for section in sections:
