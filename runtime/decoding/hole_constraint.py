@@ -48,6 +48,20 @@ def open_hole(request: HoleRequest, context: RowContext, runtime: ModelRuntime,
     return hole
 
 
+def forces_a_token(hole: HoleRun, runtime: ModelRuntime) -> bool:
+    """Whether :func:`forced` would push a token now (it may force bytes and still push
+    none: a last token that could merge with what follows is held back)."""
+    data, complete = hole.forced_bytes()
+    text = data.decode("utf-8", errors="ignore")
+    if not text or hole.ending is not None:
+        return False
+    ids = runtime.vocabulary.encode(text)[:hole.budget - len(hole.tokens)]
+    if not ids or not hole.guide.mask(hole.state)[ids[0]]:
+        return False
+    return len(ids) > 1 or (complete and text.encode() == data) or \
+        not _may_merge(hole, ids[0], runtime.text_bytes)
+
+
 def forced(hole: HoleRun, runtime: ModelRuntime, contexts: list[RowContext],
            counters: Counters) -> Iterator[int]:
     """The tokens the constraint leaves no choice about, each appended to ``hole`` and

@@ -41,7 +41,7 @@ from lmq.errors import LmqConstraintError
 from lmq.runtime.automata.fsm import ByteDfa
 from lmq.runtime.backends.served import Job, ServedBackend, Step
 from lmq.runtime.decoding.context import RowContext
-from lmq.runtime.decoding.hole_constraint import forced
+from lmq.runtime.decoding.hole_constraint import forced, forces_a_token
 from lmq.runtime.decoding.holes import HoleRun
 from lmq.runtime.decoding.model_runtime import ModelRuntime
 
@@ -100,7 +100,7 @@ def decode_remote(hole: HoleRun, context: RowContext, runtime: ModelRuntime,
             return outcome
         backend.append(context.handle, context.take_feed())
         job, consume = _request(hole, backend.tokens(context.handle), decoder, rng,
-                                runtime.eos_ids, backend.engine, outcome)
+                                runtime, backend.engine, outcome)
         job = dataclasses.replace(job, slot=backend.slot(context.handle))
         before = len(hole.tokens)
         generation = backend.generate(job, consume)
@@ -123,9 +123,11 @@ def decode_remote(hole: HoleRun, context: RowContext, runtime: ModelRuntime,
 
 
 def _request(hole: HoleRun, prompt: tuple[int, ...], decoder: DecoderSpec,
-             rng: torch.Generator | None, eos: np.ndarray, engine: str, outcome: Outcome,
-             ) -> tuple[Job, Callable[[Step], bool]]:
-    """The next request for ``hole`` and the function that takes its tokens."""
+             rng: torch.Generator | None, runtime: ModelRuntime, engine: str,
+             outcome: Outcome) -> tuple[Job, Callable[[Step], bool]]:
+    """The next request for ``hole`` and the function that takes its tokens (it stops
+    the request where lmq must act: the value ends, or the constraint forces a token)."""
+    eos = runtime.eos_ids
     left = hole.budget - len(hole.tokens)
     counts_forbid = len(hole.tokens) <= hole.last_forbidden
     if counts_forbid:  # ban the end until the counts allow one, then ask again
@@ -172,7 +174,7 @@ def _request(hole: HoleRun, prompt: tuple[int, ...], decoder: DecoderSpec,
         _push(hole, step, engine, eos)
         if hole.ending is not None or (sampling and hole.ends_on_leaving()):
             return False
-        return not (hole.guide is not None and hole.forced_bytes()[0])
+        return not (hole.guide is not None and forces_a_token(hole, runtime))
 
     return job, consume
 
