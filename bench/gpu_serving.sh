@@ -118,6 +118,11 @@ for engine in $engines; do
   "$py" -m pytest -q -p no:cacheprovider tests/runtime/backends/test_served_requests.py \
     2>&1 | tee "$out/$engine-requests-tests.txt" | tail -3 || status=1
   "$py" "$work/battery.py" "$spec" "hf:$model" 2>&1 | tee "$out/$engine-battery.txt" || status=1
+  if [ "$engine" = vllm ]; then
+    LMQ_VLLM_URL=$url "$py" -m pytest -q -p no:cacheprovider \
+      tests/runtime/backends/test_served_vllm.py 2>&1 | tee "$out/vllm-tests.txt" | tail -3 \
+      || status=1
+  fi
   "$py" bench/bench_serving.py --server "$spec" ${QUICK:+--quick} 2>&1 \
     | tee "$out/$engine-bench_serving.md" || status=1
   kill -TERM -- "-${servers[-1]}" 2>/dev/null || true  # free the GPU for the next engine

