@@ -11,36 +11,18 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from regex_strategies import REGEXES, TEXT, dfa_of
 
-from lmq import regular as rg
 from lmq.runtime.automata import fsm
 from lmq.runtime.automata.export import char_transitions, to_ebnf, to_regex
-from lmq.runtime.automata.fsm import compile_regular, dfa_accepts
+from lmq.runtime.automata.fsm import dfa_accepts
 
 pytestmark = pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")
 
-CHARS = "ab c_1-é中😀\nZ.\t|()[]\\"
-TEXT = st.text(alphabet=st.sampled_from(CHARS) | st.characters(exclude_categories=("Cs",)),
-               max_size=10)
 SETTINGS = settings(max_examples=80, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
-_ATOMS = st.sampled_from([
-    "a", "b", "é", "中", "😀", " ", "1", r"\.", r"\|", r"\(", "[ab]", "[^a]", "[a-c]",
-    "[é-ë]", ".", r"\d", r"\w", r"\s", r"\W", "[中😀]", "[^中é]", r"[\]a]", "", r"\\"])
-REGEXES = st.recursive(
-    _ATOMS,
-    lambda children: (st.tuples(children, children).map("".join)
-                      | st.tuples(children, children).map(lambda t: f"({t[0]}|{t[1]})")
-                      | st.tuples(children, st.sampled_from(["*", "+", "?", "{2}", "{0,2}"]))
-                      .map(lambda t: f"(?:{t[0]}){t[1]}")),
-    max_leaves=6)
 
-
-def _dfa(pattern: str):
-    dfa = compile_regular(rg.Regex(pattern))
-    assert isinstance(dfa, fsm.ByteDfa)
-    return dfa
 
 
 def _samples(data, pattern: str, dfa) -> list[str]:
@@ -118,7 +100,7 @@ def _in_class(cls, code: int) -> bool:
 @SETTINGS
 @given(st.data(), REGEXES)
 def test_exported_regex_accepts_the_same_strings(data, pattern):
-    dfa = _dfa(pattern)
+    dfa = dfa_of(pattern)
     if fsm.is_empty(dfa):
         return
     exported = to_regex(dfa)
@@ -132,7 +114,7 @@ def test_exported_regex_accepts_the_same_strings(data, pattern):
 @SETTINGS
 @given(st.data(), REGEXES)
 def test_exported_grammar_accepts_the_same_strings(data, pattern):
-    dfa = _dfa(pattern)
+    dfa = dfa_of(pattern)
     if fsm.is_empty(dfa):
         with pytest.raises(ValueError):
             to_ebnf(dfa)
@@ -160,7 +142,7 @@ def _accepts_leaving(dfa, text: str) -> bool:
 @SETTINGS
 @given(st.data(), REGEXES)
 def test_leave_adds_one_ending_character_after_a_value(data, pattern):
-    dfa = _dfa(pattern)
+    dfa = dfa_of(pattern)
     if fsm.is_empty(dfa):
         return
     grammar = RightLinear(to_ebnf(dfa, leave=True))
@@ -176,14 +158,14 @@ def test_leave_adds_one_ending_character_after_a_value(data, pattern):
 @SETTINGS
 @given(REGEXES)
 def test_char_transitions_are_disjoint_and_ascending(pattern):
-    for ranges in char_transitions(_dfa(pattern)):
+    for ranges in char_transitions(dfa_of(pattern)):
         for (a, b, _), (c, _, _) in zip(ranges, ranges[1:]):
             assert a <= b < c
         assert all(not 0xD800 <= a <= 0xDFFF for a, _, _ in ranges)
 
 
 def test_four_byte_ranges_cost_few_rules():
-    dfa = _dfa("[\U00010000-\U0010FFFF]+")
+    dfa = dfa_of("[\U00010000-\U0010FFFF]+")
     grammar = to_ebnf(dfa)
     assert len(grammar) < 400, grammar
     assert RightLinear(grammar).accepts("😀\U0010FFFF")
@@ -192,6 +174,6 @@ def test_four_byte_ranges_cost_few_rules():
 
 def test_regex_size_cap_returns_none():
     # (a|b)*a(a|b){12}: the minimal DFA has 2**13 states; its regex is far past the cap
-    dfa = _dfa("[ab]*a[ab]{12}")
+    dfa = dfa_of("[ab]*a[ab]{12}")
     assert to_regex(dfa, max_size=2_000) is None
     assert RightLinear(to_ebnf(dfa)).accepts("a" * 13)

@@ -26,8 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from regex_strategies import REGEXES, TEXT, dfa_of
 
-from lmq import regular as rg
 from lmq.errors import LmqModelError
 from lmq.runtime.automata import fsm
 from lmq.runtime.automata.export import char_states, char_transitions, to_ebnf, to_regex
@@ -43,11 +43,6 @@ NEUTRAL_VLLM = {"min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0
                 "frequency_penalty": 0.0}
 NEUTRAL_SGLANG = NEUTRAL_VLLM
 
-
-def _dfa(pattern: str) -> fsm.ByteDfa:
-    dfa = fsm.compile_regular(rg.Regex(pattern))
-    assert isinstance(dfa, fsm.ByteDfa)
-    return dfa
 
 
 def _accepts_from(dfa: fsm.ByteDfa, state: int, text: str) -> bool:
@@ -65,7 +60,7 @@ def test_vllm_greedy_body_has_token_ids_in_and_out_and_every_sampling_field():
 
 
 def test_vllm_constrained_body_uses_structured_outputs_regex():
-    dfa = _dfa(r"[0-9]+")
+    dfa = dfa_of(r"[0-9]+")
     _, body = vl.request(Job(PROMPT, 6, dfa, dfa.initial, need_top=True))
     assert body["structured_outputs"] == {"regex": "[0-9][0-9]*"}
     assert not any(key.startswith("guided_") for key in body)
@@ -73,7 +68,7 @@ def test_vllm_constrained_body_uses_structured_outputs_regex():
 
 
 def test_vllm_body_that_may_not_end_uses_min_tokens_never_ignore_eos():
-    dfa = _dfa(r"[a-z ]+")
+    dfa = dfa_of(r"[a-z ]+")
     _, body = vl.request(Job(PROMPT, 3, dfa, dfa.initial, allow_end=False))
     assert body["min_tokens"] == body["max_tokens"] == 3
     assert "ignore_eos" not in body
@@ -107,7 +102,7 @@ def test_sglang_greedy_body():
 
 
 def test_sglang_constrained_ending_banned_stops_and_seed():
-    dfa = _dfa(r"[0-9]+")
+    dfa = dfa_of(r"[0-9]+")
     _, body = sgl.request(Job(PROMPT, 4, dfa, dfa.initial, allow_end=False,
                               temperature=0.5, seed=3))
     assert body["sampling_params"] == {
@@ -133,7 +128,7 @@ def test_sglang_verification_and_score_bodies_start_at_the_last_prompt_token():
 
 
 def test_a_regex_too_large_falls_back_to_the_grammar():
-    dfa = _dfa("[ab]*a[ab]{12}")
+    dfa = dfa_of("[ab]*a[ab]{12}")
     assert to_regex(dfa) is None
     _, body = vl.request(Job(PROMPT, 4, dfa, dfa.initial))
     grammar = body["structured_outputs"]["grammar"]
@@ -146,17 +141,17 @@ def test_escapes_are_spelled_for_xgrammar():
     # xgrammar reads \x5fa as U+05FA; \u005f then "a" is what the export means
     assert vl.xgrammar_spelling(r"[0-9A-Z\x5fa-z]\x2eb\u4e2d\U0001f600") == \
         r"[0-9A-Z\u005fa-z]\u002eb\u4e2d\U0001f600"
-    kind, text = vl.constraint(_dfa(r"\w\.b"), _dfa(r"\w\.b").initial)
+    kind, text = vl.constraint(dfa_of(r"\w\.b"), dfa_of(r"\w\.b").initial)
     assert kind == "regex" and r"\x" not in text
 
 
 def test_the_engine_form_is_memoised_per_automaton_and_state():
-    dfa = _dfa("(ab|cd)+")
+    dfa = dfa_of("(ab|cd)+")
     assert vl.constraint(dfa, dfa.initial) is vl.constraint(dfa, dfa.initial)
 
 
 def test_a_state_inside_a_character_is_refused():
-    dfa = _dfa("é+")
+    dfa = dfa_of("é+")
     inside = int(dfa.transitions[dfa.initial, "é".encode()[0]])
     assert vl.mid_character(dfa, inside) and not vl.mid_character(dfa, dfa.initial)
     with pytest.raises(LmqModelError, match="inside a UTF-8 character"):
@@ -174,7 +169,7 @@ def test_jobs_are_cut_to_the_context():
 
 
 def test_what_needs_a_verification():
-    dfa = _dfa("[0-9]+")
+    dfa = dfa_of("[0-9]+")
     assert not vl.verifies(Job(PROMPT, 4, temperature=0.8, allow_end=False))
     assert vl.verifies(Job(PROMPT, 4, dfa, dfa.initial, temperature=0.8))
     assert not sgl.verifies(Job(PROMPT, 4))
@@ -185,27 +180,14 @@ def test_what_needs_a_verification():
 
 # -- the languages of the engine forms ----------------------------------------------------
 
-CHARS = "ab c_1-é中😀\nZ.\t|()[]\\"
-TEXT = st.text(alphabet=st.sampled_from(CHARS) | st.characters(exclude_categories=("Cs",)),
-               max_size=8)
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-_ATOMS = st.sampled_from([
-    "a", "b", "é", "中", "😀", " ", "1", r"\.", r"\|", r"\(", "[ab]", "[^a]", "[a-c]",
-    "[é-ë]", ".", r"\d", r"\w", r"\s", r"\W", "[中😀]", "[^中é]", r"[\]a]", "", r"\\", "_"])
-REGEXES = st.recursive(
-    _ATOMS,
-    lambda children: (st.tuples(children, children).map("".join)
-                      | st.tuples(children, children).map(lambda t: f"({t[0]}|{t[1]})")
-                      | st.tuples(children, st.sampled_from(["*", "+", "?", "{2}", "{0,2}"]))
-                      .map(lambda t: f"(?:{t[0]}){t[1]}")),
-    max_leaves=6)
 
 
 def _state_and_regexes(data, pattern: str):
     """A state a value can stand in (reached by whole characters) and the regular
     expressions the two dialects send from it; None for an empty language."""
-    dfa = _dfa(pattern)
+    dfa = dfa_of(pattern)
     if fsm.is_empty(dfa):
         return None
     state = data.draw(st.sampled_from(char_states(dfa, char_transitions(dfa))))
@@ -548,7 +530,7 @@ def test_vllm_glue_end_to_end():
         assert (info.model, info.context_length, info.slots, info.model_path) == \
             ("smollm2", 2048, vl.DEFAULT_INFLIGHT, "/root/.cache/lmq/models/smollm2")
         assert dialect.tokenize(client, "The capital of France is") == list(PROMPT)
-        dfa = _dfa(r" (Paris|Lyon|Nice)\.")
+        dfa = dfa_of(r" (Paris|Lyon|Nice)\.")
         seen: list[Step] = []
         generation = dialect.generate(client, Job(PROMPT, 8, dfa, dfa.initial, need_top=True),
                                       lambda step: seen.append(step) or True)
@@ -591,7 +573,7 @@ def test_sglang_glue_end_to_end():
             ("qwen", 8192, 32, "/models/qwen")
         assert dialect.tokenize(client, "ab") == [1, 2]
         assert requests[-1][2] == {"prompt": "ab", "add_special_tokens": False}
-        dfa = _dfa(r" (Paris|Lyon|Nice)\.")
+        dfa = dfa_of(r" (Paris|Lyon|Nice)\.")
         seen: list[Step] = []
         generation = dialect.generate(client, Job(PROMPT, 8, dfa, dfa.initial, need_top=True),
                                       lambda step: seen.append(step) or step.token != 30)
