@@ -1,5 +1,10 @@
 """``lmq run --inputs``: one program instance per JSONL line, decoded ``--batch-size`` at a
-time in lockstep, one result (or error) line written per input line, in input order."""
+time in lockstep, one result (or error) line written per input line, in input order.
+
+Every failed line has one shape, ``{"line": N, "error": "KIND: message"}`` on stdout and
+``lmq: line N: KIND: message`` on stderr (the message's first line: a program error's
+caret snippet is left out, the ``line`` field says which input it was); the run ends with
+one stderr summary, ``N lines: K ok, M failed (lines 3, 7)``."""
 
 from __future__ import annotations
 
@@ -31,23 +36,21 @@ def read_inputs(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            yield number, (f"line {number} is not valid UTF-8 ({error.reason} at byte "
-                           f"{error.start + 1})")
+            yield number, f"not valid UTF-8 ({error.reason} at byte {error.start + 1})"
             continue
         if not text.strip():
             continue
         try:
             value = json.loads(text)
         except json.JSONDecodeError as error:
-            yield number, (f"line {number} is not valid JSON: {error.msg} (column "
-                           f"{error.colno})")
+            yield number, f"not valid JSON: {error.msg} (column {error.colno})"
             continue
         except (ValueError, RecursionError) as error:  # huge integers, deep nesting
             reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
-            yield number, f"line {number} is not usable JSON: {reason}"
+            yield number, f"not usable JSON: {reason}"
             continue
         if not isinstance(value, dict):
-            yield number, f"line {number} is not a JSON object of parameters"
+            yield number, "not a JSON object of parameters"
             continue
         yield number, value
 
@@ -79,9 +82,21 @@ def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> in
                        writer.put)
     if args.trace:
         write_trace(args.trace, trace, stats)
-    log.info("%d line(s), %d failed; %s forward passes", len(lines), writer.failed,
-             stats.get("forward_passes", 0))
+    log.info("%s forward passes", stats.get("forward_passes", 0))
+    if not getattr(args, "quiet", 0):
+        print(summary(len(lines), writer.failed), file=sys.stderr)
     return 1 if writer.failed else 0
+
+
+def summary(total: int, failed: list[int]) -> str:
+    """The run's last stderr line: ``5 lines: 3 ok, 2 failed (lines 3, 7)`` (the first ten
+    failed line numbers)."""
+    text = f"{total} line{'s' if total != 1 else ''}: {total - len(failed)} ok, " \
+           f"{len(failed)} failed"
+    if failed:
+        shown = ", ".join(map(str, failed[:10])) + (", …" if len(failed) > 10 else "")
+        text += f" (line{'s' if len(failed) > 1 else ''} {shown})"
+    return text
 
 
 class _InOrder:
@@ -91,7 +106,7 @@ class _InOrder:
         self.out, self.numbers, self.progress = out, numbers, progress
         self.ready: dict[int, Any] = {}
         self.next = 0
-        self.failed = 0
+        self.failed: list[int] = []
 
     def put(self, number: int, answer: Any) -> None:
         self.ready[number] = answer
@@ -99,8 +114,12 @@ class _InOrder:
             line = self.numbers[self.next]
             record, ok = _record(line, self.ready.pop(line))
             if not ok:
-                self.failed += 1
-                log.info("line %d failed: %s", line, record["error"].splitlines()[0])
+                self.failed.append(line)
+                message = f"lmq: line {line}: {record['error']}"
+                if self.progress is not None:
+                    self.progress.write(message, file=sys.stderr)
+                else:
+                    print(message, file=sys.stderr)
             self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.out.flush()  # a Ctrl-C later keeps every line written so far
             if self.progress is not None:
@@ -131,9 +150,13 @@ def _run_chunk(q: Any, chunk: list[tuple[int, Any]], defaults: dict[str, Any],
 
 def _record(number: int, answer: Any) -> tuple[dict[str, Any], bool]:
     if isinstance(answer, str):
-        return {"line": number, "error": answer}, False
+        return {"line": number, "error": f"input error: {answer}"}, False
+    if isinstance(answer, LmqError):
+        hint = f" ({answer.hint})" if answer.hint else ""
+        message = f"{answer.kind}: {answer.message}{hint}".splitlines()[0]
+        return {"line": number, "error": message}, False
     if isinstance(answer, BaseException):
-        return {"line": number, "error": str(answer)}, False
+        return {"line": number, "error": f"error: {answer}".splitlines()[0]}, False
     if isinstance(answer, list):
         return {"line": number, "result": [r.to_dict(trace=False) for r in answer]}, True
     return {"line": number, "result": answer.to_dict(trace=False)}, True
