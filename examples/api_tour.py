@@ -16,8 +16,8 @@ import lmq
 MODEL = sys.argv[1] if len(sys.argv) > 1 else None  # None: LMQ_MODEL, lmq.toml, smollm2
 
 capital = lmq.query(
-    '"Q: What is the capital of {country}?\\nA:[ANSWER]" '
-    'where STOPS_AT(ANSWER, "\\n") and len(TOKENS(ANSWER)) < 16',
+    '"{:user}What is the capital of {country}? Answer in one sentence.{:assistant}[ANSWER]" '
+    'where STOPS_AT(ANSWER, ".") and len(TOKENS(ANSWER)) < 16',
     model=MODEL)
 
 # One call: a Result.
@@ -53,7 +53,8 @@ async def main():
 print(asyncio.run(main()))
 
 # A decoder as text: three samples, best first.
-poem = lmq.query('"A word about rain:[W]" where len(TOKENS(W)) < 5', model=MODEL,
-                 decoder="sample(n=3, temperature=0.9, seed=1)")
+poem = lmq.query('"{:user}Describe rain in one word.{:assistant}[W]" '
+                 'where REGEX(W, r"[A-Z]?[a-z]+")', model=MODEL,
+                 decoder="sample(n=3, temperature=0.6, seed=1)")
 for sample in poem():
     print(f"{sample.score:8.3f} {sample['W']!r}")

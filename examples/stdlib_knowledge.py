@@ -7,6 +7,11 @@ scored exactly; fall back down the hierarchy), a program with ``{:instruction}``
 ``{:context}`` sections and a ``prefer`` clause, and ``lmq.stdlib.notes`` (EREN: edits
 stored as notes, retrieved by sentence embeddings, read or fallen back from).
 
+On SmolLM2-135M the instruction is phrased "Suppose … was moved to Rome": the model
+follows a supposition but answers "Paris" to a bare "Assume … stands in Rome", and a
+note contradicting what it knows well loses to its prior (a note about what it cannot
+know, Acme's CEO, is followed).
+
 Run: python examples/stdlib_knowledge.py [MODEL]   (default: $LMQ_MODEL, else smollm2)
 """
 
@@ -17,7 +22,7 @@ from lmq.stdlib.knowledge import cascade_answer, render_sections
 from lmq.stdlib.notes import answer_with_notes, note
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else None
-instruction = "Assume that the Eiffel Tower stands in Rome."
+instruction = "Suppose the Eiffel Tower was moved to Rome."
 context = "The Eiffel Tower is a wrought-iron tower in Paris, completed in 1889."
 question = "In which city is the Eiffel Tower?"
 
@@ -43,5 +48,7 @@ print("prefer clause:", repr(program(instruction=instruction, context=context,
 
 note(["The Eiffel Tower stands in Rome.", "The CEO of Acme is Jane Roe."], "example")
 for q in ("Who is the CEO of Acme?", "What is the capital of Japan?"):
-    eren = answer_with_notes(q, notebook_name="example", k=1, model=MODEL)
+    # a note less similar than 0.5 is not read: Japan's question falls back to the model
+    eren = answer_with_notes(q, notebook_name="example", k=1, min_similarity=0.5,
+                             model=MODEL)
     print(f"notes: {q} -> {eren['answer']!r} ({eren['source']}, read {eren['notes']})")

@@ -36,7 +36,7 @@ for request in ("Which river flows through Vienna?", "How do I make a pancake ba
 result = lmq.query('''
 from lmq.stdlib.routing import route, decision
 r = route(q, specialists)
-"Q: {q}\\nA:[A]" from r where STOPS_BEFORE(A, "\\n") and len(TOKENS(A)) < 12
+"{:user}{q}{:assistant}[A]" from r where STOPS_AT(A, ".") and len(TOKENS(A)) < 32
 return decision(r)["name"]
 ''')(q="What is the capital of Canada?", specialists=specialists)
 print(f"program: routed to {result.return_value}, answered {result['A']!r}")

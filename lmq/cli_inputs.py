@@ -1,7 +1,12 @@
 """``lmq run --inputs``: one program instance per JSONL line, decoded ``--batch-size`` at a
 time in lockstep, one result (or error) line written per input line, in input order. The
 input is read as it is needed, one line at a time, each at most ``limits.string_size``
-bytes."""
+bytes.
+
+Every failed line has one shape, ``{"line": N, "error": "KIND: message"}`` on stdout and
+``lmq: line N: KIND: message`` on stderr (the message's first line: a program error's
+caret snippet is left out, the ``line`` field says which input it was); the run ends with
+one stderr summary, ``N lines: K ok, M failed (lines 3, 7)``."""
 
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ def read_inputs(stream: IO[bytes], max_bytes: int) -> Iterator[tuple[int, dict[s
             raw = raw[3:]
         if len(raw) > max_bytes and not raw.endswith(b"\n"):
             _skip_line(stream, number, max_bytes)
-            yield number, f"line {number} is longer than {max_bytes:,} bytes"
+            yield number, f"longer than {max_bytes:,} bytes"
             continue
         yield from _parse_line(number, raw)
 
@@ -57,7 +62,7 @@ def _parse_line(number: int, raw: bytes) -> Iterator[tuple[int, dict[str, Any] |
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        yield number, (f"line {number} is not valid UTF-8 ({error.reason} at byte "
+        yield number, (f"not valid UTF-8 ({error.reason} at byte "
                        f"{error.start + 1})")
         return
     if not text.strip():
@@ -65,14 +70,14 @@ def _parse_line(number: int, raw: bytes) -> Iterator[tuple[int, dict[str, Any] |
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        yield number, f"line {number} is not valid JSON: {error.msg} (column {error.colno})"
+        yield number, f"not valid JSON: {error.msg} (column {error.colno})"
         return
     except (ValueError, RecursionError) as error:  # huge integers, deep nesting
         reason = str(error) if isinstance(error, ValueError) else "nested too deeply"
-        yield number, f"line {number} is not usable JSON: {reason}"
+        yield number, f"not usable JSON: {reason}"
         return
     if not isinstance(value, dict):
-        yield number, f"line {number} is not a JSON object of parameters"
+        yield number, "not a JSON object of parameters"
         return
     yield number, value
 
@@ -105,8 +110,9 @@ def run_inputs(q: Any, args: argparse.Namespace, defaults: dict[str, Any]) -> in
             raise LmqRuntimeError(str(error)) from None
     if args.trace:
         write_trace(args.trace, trace, stats)
-    log.info("%d line(s), %d failed; %s forward passes", out.lines, out.failed,
-             stats.get("forward_passes", 0))
+    log.info("%s forward passes", stats.get("forward_passes", 0))
+    if not getattr(args, "quiet", 0):
+        print(summary(out.lines, out.failed), file=sys.stderr)
     return 1 if out.failed else 0
 
 
@@ -117,7 +123,8 @@ class _Output:
 
     def __init__(self, path: str | None) -> None:
         self.path = path or "standard output"
-        self.lines = self.failed = 0
+        self.lines = 0
+        self.failed: list[int] = []  # the input line numbers of failed lines
         self.file: IO[bytes] | None = None
         if path is not None:
             try:
@@ -133,7 +140,7 @@ class _Output:
         if self.file is not None:
             self.file.close()
 
-    def write(self, line: str, ok: bool) -> None:
+    def write(self, line: str, number: int, ok: bool) -> None:
         data = line.encode("utf-8", "backslashreplace") + b"\n"
         try:
             if self.file is None:
@@ -156,11 +163,23 @@ class _Output:
             raise _WriteFailed(f"cannot write {self.path}: {error.strerror or error} "
                                f"(after {self.lines:,} lines)") from None
         self.lines += 1
-        self.failed += not ok
+        if not ok:
+            self.failed.append(number)
 
 
 class _WriteFailed(Exception):
     """The result lines cannot be written (:class:`_Output`)."""
+
+
+def summary(total: int, failed: list[int]) -> str:
+    """The run's last stderr line: ``5 lines: 3 ok, 2 failed (lines 3, 7)`` (the first ten
+    failed line numbers)."""
+    text = f"{total} line{'s' if total != 1 else ''}: {total - len(failed)} ok, " \
+           f"{len(failed)} failed"
+    if failed:
+        shown = ", ".join(map(str, failed[:10])) + (", …" if len(failed) > 10 else "")
+        text += f" (line{'s' if len(failed) > 1 else ''} {shown})"
+    return text
 
 
 class _InOrder:
@@ -177,8 +196,12 @@ class _InOrder:
             line = self.numbers[self.next]
             record, ok = _record(line, self.ready.pop(line))
             if not ok:
-                log.info("line %d failed: %s", line, record["error"].splitlines()[0])
-            self.out.write(json.dumps(record, ensure_ascii=False), ok)
+                message = f"lmq: line {line}: {record['error']}"
+                if self.progress is not None:
+                    self.progress.write(message, file=sys.stderr)
+                else:
+                    print(message, file=sys.stderr)
+            self.out.write(json.dumps(record, ensure_ascii=False), line, ok)
             if self.progress is not None:
                 self.progress.update(1)
             self.next += 1
@@ -207,9 +230,13 @@ def _run_chunk(q: Any, chunk: list[tuple[int, Any]], defaults: dict[str, Any],
 
 def _record(number: int, answer: Any) -> tuple[dict[str, Any], bool]:
     if isinstance(answer, str):
-        return {"line": number, "error": answer}, False
+        return {"line": number, "error": f"input error: {answer}"}, False
+    if isinstance(answer, LmqError):
+        hint = f" ({answer.hint})" if answer.hint else ""
+        message = f"{answer.kind}: {answer.message}{hint}".splitlines()[0]
+        return {"line": number, "error": message}, False
     if isinstance(answer, BaseException):
-        return {"line": number, "error": str(answer)}, False
+        return {"line": number, "error": f"error: {answer}".splitlines()[0]}, False
     if isinstance(answer, list):
         return {"line": number, "result": [r.to_dict(trace=False) for r in answer]}, True
     return {"line": number, "result": answer.to_dict(trace=False)}, True

@@ -189,10 +189,13 @@ def similarity(a: str, b: str) -> float:
 
 # ------------------------------------------------------------------ routing
 
+# The request comes last, right before the answer: with it in the middle ("Request: …
+# Which specialist should answer?") SmolLM2-135M picked the first name listed for
+# cooking questions (0.61-0.65 geography); asked this way it routes both (0.88-0.93).
 _LM_ROUTER = '''argmax
     "{:system}You route each request to the specialist best suited to answer it."
-    "{:user}Specialists:\\n{menu}\\n\\nRequest: {text}\\nWhich specialist should answer? \
-Reply with its name.{:assistant}Specialist:[NAME]"
+    "{:user}Specialists:\\n{menu}\\n\\nWhich specialist should answer this request: \
+{text}{:assistant}Specialist:[NAME]"
 distribution
     NAME in spaced
 '''

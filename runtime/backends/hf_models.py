@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -36,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from lmq.errors import LmqModelError, did_you_mean, one_line
 from lmq.runtime.backends.adapters import adapter_merger
+
+log = logging.getLogger("lmq")
 
 if TYPE_CHECKING:
     from lmq.runtime.backends.hf import TransformersBackend
@@ -170,16 +173,17 @@ def _convert_gguf(gguf: Path, folder: Path, label: str) -> None:
     """Dequantise ``gguf`` into a safetensors folder, atomically (temp folder, then rename)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"lmq: converting {label} from {gguf.name} into {folder} "
-          "(once; about 25 s for a 135M model)...", file=sys.stderr, flush=True)
+    _tell(f"lmq: converting {label} from {gguf.name} into {folder} "
+          "(once; about 25 s for a 135M model)...")
     started = time.monotonic()
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                         dtype="float32")
+            with _no_transformers_bars():
+                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                             dtype="float32")
         except Exception as exc:
             raise LmqModelError(f"cannot read the GGUF file {gguf}: {exc}") from exc
         # save_pretrained refuses a quantizer-loaded model; the weights are plain float32 now.
@@ -197,11 +201,37 @@ def _convert_gguf(gguf: Path, folder: Path, label: str) -> None:
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"lmq: converted {label} in {time.monotonic() - started:.1f} s",
-          file=sys.stderr, flush=True)
+    _tell(f"lmq: converted {label} in {time.monotonic() - started:.1f} s")
+
+
+def _tell(message: str) -> None:
+    """The conversion's progress: on stderr when it is a terminal, else a log record."""
+    if sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+    else:
+        log.info(message.removeprefix("lmq: "))
 
 
 # -- loading -----------------------------------------------------------------------------
+
+@contextmanager
+def _no_transformers_bars() -> Iterator[None]:
+    """transformers' own progress bars off while it loads or converts a model.
+
+    Its ``Loading weights`` bar was drawn on every run, into log files too, and its
+    ``tqdm.auto`` bars warn ``TqdmWarning: IProgress not found`` in notebooks; lmq's one
+    progress display is its conversion message and the ``--inputs`` bar (on a terminal).
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
 
 def _torch_dtype(dtype: str) -> Any:
     import torch
@@ -262,15 +292,16 @@ def _load_folder(folder: Path, device: str, dtype: str) -> tuple[Any, Any]:
     torch_dtype = _torch_dtype(dtype)
     check_safetensors(folder, "model")
     try:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
-                                                         attn_implementation="sdpa",
-                                                         use_safetensors=True)
-        except ValueError:  # an architecture without SDPA support; the backend handles eager
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
-                                                         attn_implementation="eager",
-                                                         use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        with _no_transformers_bars():
+            try:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
+                                                             attn_implementation="sdpa",
+                                                             use_safetensors=True)
+            except ValueError:  # an architecture without SDPA: the backend handles eager
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
+                                                             attn_implementation="eager",
+                                                             use_safetensors=True)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, SafetensorError) as error:
         raise LmqModelError(f"cannot load the model folder {folder}: "
                             f"{one_line(error)}") from None

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -51,16 +52,34 @@ def test_inputs_one_line_per_input_in_order(program, tmp_path, capsys):
     (tmp_path / "in.jsonl").write_bytes(data)
     code = main(["run", str(program), "--model", "tiny-random", "--inputs", "in.jsonl",
                  "--batch-size", "2"])
-    out = lines_of(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    out = lines_of(captured.out)
     assert code == 1
     assert [r["line"] for r in out] == [1, 3, 4, 5, 6, 8]
     assert out[0]["result"]["prompt"].startswith("Q: one\nA:")
     assert "trace" not in out[0]["result"]
-    assert "not valid JSON" in out[1]["error"] and "line 3" in out[1]["error"]
-    assert "parameter" in out[2]["error"]
-    assert "not valid UTF-8" in out[3]["error"]
-    assert "not a JSON object" in out[4]["error"]
+    assert out[1]["error"].startswith("input error: not valid JSON")
+    assert out[2]["error"].startswith("error: ") and "parameter" in out[2]["error"]
+    assert out[3]["error"].startswith("input error: not valid UTF-8")
+    assert out[4]["error"] == "input error: not a JSON object of parameters"
     assert out[5]["result"]["prompt"].startswith("Q: last\nA:")
+    # every failure: one line, one shape, on stdout and stderr; then one summary line
+    errors = [r for r in out if "error" in r]
+    assert all("\n" not in r["error"] and re.fullmatch(r"[a-z ]*error: .+", r["error"])
+               for r in errors)
+    err = captured.err.splitlines()
+    assert [line for line in err if line.startswith("lmq: line ")] == [
+        f"lmq: line {r['line']}: {r['error']}" for r in errors]
+    assert err[-1] == "6 lines: 2 ok, 4 failed (lines 3, 4, 5, 6)"
+
+
+def test_inputs_summary_counts_and_quiet_leaves_it_out(program, tmp_path, capsys):
+    (tmp_path / "in.jsonl").write_text('{"x": "a"}\n')
+    assert main(["run", str(program), "--model", "tiny-random", "--inputs", "in.jsonl"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == "1 line: 1 ok, 0 failed"
+    assert main(["run", str(program), "--model", "tiny-random", "--inputs", "in.jsonl",
+                 "-q"]) == 0
+    assert "ok," not in capsys.readouterr().err
 
 
 def test_inputs_all_good_exit_zero_with_output_file_and_trace(program, tmp_path, capsys):
@@ -164,7 +183,8 @@ def test_logging_levels(program, tmp_path, monkeypatch):
     verbose = subprocess.run([*LMQ, *base, "-v"], capture_output=True, text=True, env=env,
                            check=False)
     assert quiet.returncode == verbose.returncode == 1
-    assert "lmq: INFO: line 2 failed" in verbose.stderr
+    assert "lmq: INFO: running 2 instance(s)" in verbose.stderr
+    assert "lmq: line 2: error: missing parameter 'x'" in quiet.stderr
     assert "INFO" not in quiet.stderr
     by_env = subprocess.run([*LMQ, *base], capture_output=True, text=True,
                             env={**env, "LMQ_LOG_LEVEL": "info"}, check=False)

@@ -70,7 +70,7 @@ def test_every_example_has_a_header_saying_what_it_shows():
 def test_examples_cover_front_doors_and_constraint_kinds():
     assert len(PROGRAMS) + len(SCRIPTS) + 1 >= 10
     text = "\n".join(p.read_text() for p in FILES)
-    kinds = ["len(TOKENS(", "len(CITY)", " in [", " not in [", " == ", " != ", '"cat" in ',
+    kinds = ["len(TOKENS(", "len(CITY)", " in [", " not in [", " == ", " != ", '" cat" in ',
              '"e" not in ', "STARTS_WITH(", "ENDS_WITH(", "STOPS_AT(", "STOPS_BEFORE(",
              "INT(", "FLOAT(", "REGEX(", "LABELS(", "JSON(", "SPAN(", "GRAMMAR(", "has_vowel(WORD)",
              "[N: int]", "[T: float]", ": bool]", "r'[0-9]", "distribution", "@len"]

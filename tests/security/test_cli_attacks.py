@@ -141,8 +141,8 @@ def test_json_that_python_cannot_hold(scratch, capsys):
     assert "Traceback" not in captured.err
     out = [json.loads(line) for line in (scratch / "out.jsonl").read_text().splitlines()]
     assert [r["line"] for r in out] == [1, 2, 3]
-    assert "line 1 is not usable JSON" in out[0]["error"]
-    assert "line 2 is not usable JSON: nested too deeply" in out[1]["error"]
+    assert out[0]["error"].startswith("input error: not usable JSON")
+    assert out[1]["error"] == "input error: not usable JSON: nested too deeply"
     assert out[2]["result"]["prompt"].startswith("1")
 
 

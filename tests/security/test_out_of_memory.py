@@ -171,7 +171,7 @@ def test_an_over_long_input_line_is_an_error_line(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["line"] for line in lines] == [1, 2, 3]
-    assert lines[1]["error"] == "line 2 is longer than 10,000,000 bytes"
+    assert lines[1]["error"] == "input error: longer than 10,000,000 bytes"
     assert "result" in lines[0] and "result" in lines[2]
 
 

@@ -147,6 +147,27 @@ def test_known_models_lists_the_named_models():
 
 @pytest.mark.skipif(not os.environ.get("LMQ_SLOW_TESTS"),
                     reason="converts a GGUF twice (about 50 s); set LMQ_SLOW_TESTS=1")
+def test_loading_draws_no_transformers_progress_bar(tmp_path):
+    # transformers drew "Loading weights" on every run, into files too; stderr that is not
+    # a terminal gets nothing at all from a load
+    model, tokenizer = load_model("tiny-random", device="cpu")
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    (tmp_path / "p.lmq").write_text('"Hi[X]" where len(TOKENS(X)) < 3\n')
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("LMQ_LOG_LEVEL", None)
+    run = subprocess.run([sys.executable, "-m", "lmq", "run", str(tmp_path / "p.lmq"),
+                          "--model", f"hf:{tmp_path / 'm'}"], capture_output=True,
+                         text=True, env=env, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    from transformers.utils import logging as hf_logging
+
+    with models._no_transformers_bars():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_gguf_conversion_is_cached_and_rebuilt_when_broken(tmp_path, monkeypatch):
     monkeypatch.setenv("LMQ_CACHE_DIR", str(tmp_path))
     gguf = models.smollm2_gguf()
