@@ -205,6 +205,18 @@ def test_stdlib_posix_hpt_scores_and_solves_the_planet():
     assert "solar system? -> 'Jupiter'" in out, out
 
 
+def test_grammar_values_parse_and_the_expression_is_evaluated(capsys, monkeypatch):
+    from lmq import grammars
+
+    result = run_program(capsys, monkeypatch, "examples/grammar.lmq", "--tools",
+                         "examples/tools.py:evaluate")
+    expression = result["prompt"].split("parentheses: ", 1)[1].split("\n", 1)[0]
+    assert grammars.is_sentence((EXAMPLES / "expr.lark").read_text(), expression)
+    assert grammars.is_sentence((EXAMPLES / "sql.lark").read_text(),
+                                result["variables"]["QUERY"])
+    assert "It evaluates to " in result["prompt"]
+
+
 def test_every_example_has_a_property_test():
     tested = (Path(__file__).read_text())
     for path in EXAMPLES.rglob("*"):
