@@ -1,10 +1,12 @@
 """Shared fixtures: SmolLM2's tokenizer and its TokenIndex, the tiny-random backend and an
-exact reference scorer, loaded once per session."""
+exact reference scorer, loaded once per session; and a check after every test that it left
+no rows on the shared engine."""
 
 import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -15,6 +17,27 @@ os.environ.setdefault("LMQ_BACKEND", "transformers")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_VOCAB = 49_152
 SMOLLM2_EOS = 2
+
+
+def _shared_rows() -> dict:
+    """Rows held on each loaded backend of the shared engine (none before it exists; the
+    engine module is never imported here, so torch stays out of tests that do not use it)."""
+    engine = sys.modules.get("lmq.runtime.engine")
+    shared = engine._shared if engine is not None else None
+    backends = shared._backends.values() if shared is not None else ()
+    return {backend: getattr(backend, "live_rows", 0) for backend in backends}
+
+
+@pytest.fixture(autouse=True)
+def no_rows_left_on_the_shared_engine():
+    """Fails a test that leaves rows on a backend of the shared engine: while any row is
+    held there, a later run's KV columns do not start over, and its logits (so its seeded
+    samples) come out a little different -- a result that depends on the tests before it."""
+    before = _shared_rows()
+    yield
+    left = {backend.name: rows for backend, rows in _shared_rows().items()
+            if rows > before.get(backend, 0)}
+    assert not left, f"rows left on the shared engine's backends: {left}"
 
 
 @pytest.fixture

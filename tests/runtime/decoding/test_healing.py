@@ -133,16 +133,21 @@ query inner():
 # ------------------------------------------------------------------ the row's bookkeeping
 
 
-def row(runtime) -> RowContext:
+@pytest.fixture
+def context(runtime):
+    """A fresh row's context on the shared backend, released after the test (a row left
+    there keeps the backend's KV columns from starting over, so later runs' logits, and
+    their seeded samples, would depend on this test)."""
     view = shared_engine().view(runtime.backend)
-    return RowContext(view, runtime, view.backend.new_rows(1)[0], 4096, Counters())
+    context = RowContext(view, runtime, view.backend.new_rows(1)[0], 4096, Counters())
+    yield context
+    view.backend.release([context.handle])
 
 
-def test_fresh_row_leaves_the_healed_text_out(runtime):
+def test_fresh_row_leaves_the_healed_text_out(runtime, context):
     backend = runtime.backend
     sports = runtime.text_bytes.index(b" sports")
     prompt = Segment("Topics: ")
-    context = row(runtime)
     hole = Segment("sports", hole="L", tokens=(sports,), model=context.view)
     context.sync([prompt, hole, Segment("!")])
     encode = backend.vocabulary.encode
@@ -153,10 +158,9 @@ def test_fresh_row_leaves_the_healed_text_out(runtime):
     assert context.length == len(context.pending)
 
 
-def test_healing_a_row_and_rolling_back(runtime):
+def test_healing_a_row_and_rolling_back(runtime, context):
     backend = runtime.backend
     prompt = Segment("Topics: ")
-    context = row(runtime)
     context.sync([prompt])
     space = context.last_text_token()
     assert runtime.text_bytes[space] == b" "
