@@ -19,6 +19,22 @@ from lmq.runtime.decoding.loop import Decoding, Row
 
 
 def run_beam(decoding: Decoding, rows: list[Row], width: int, fail_fast: bool) -> list[Row]:
+    """The finished rows of a beam search from ``rows``. Where the search raises (an error
+    with ``fail_fast``, a timeout, Ctrl-C) every branch it forked is released with them:
+    a row left on a backend would shift the KV columns, and so the logits, of every later
+    run there."""
+    branches = list(rows)
+    try:
+        return _search(decoding, rows, width, fail_fast, branches)
+    except BaseException:
+        for row in branches:
+            decoding.release(row)
+        raise
+
+
+def _search(decoding: Decoding, rows: list[Row], width: int, fail_fast: bool,
+            branches: list[Row]) -> list[Row]:
+    """The search of :func:`run_beam`; every fork joins ``branches``."""
     for row in rows:
         decoding._guard(row, decoding.advance, fail_fast)
     finished = [row for row in rows if not row.active]
@@ -47,6 +63,8 @@ def run_beam(decoding: Decoding, rows: list[Row], width: int, fail_fast: bool) -
                 uses[id(row)] -= 1
                 # fork from the untouched parent; the parent itself takes its last proposal
                 branch = fork(row) if uses[id(row)] > 0 else row
+                if branch is not row:
+                    branches.append(branch)
                 _apply(decoding, branch, token, logprob, fail_fast)
                 (live if branch.active else finished).append(branch)
                 if not branch.active and branch.error is None:

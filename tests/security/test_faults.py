@@ -23,6 +23,7 @@ from lmq.errors import (
     LmqRuntimeError,
 )
 from lmq.limits import Limits
+from lmq.runtime.engine import shared_engine
 from lmq.runtime.interpreter.program import ProgramState
 from lmq.runtime.run import execute
 
@@ -334,3 +335,4 @@ def test_timeout_while_beam_decoding():
     with pytest.raises(LmqError) as info:
         q()
     assert "(limits.timeout)" in info.value.message
+    assert shared_engine().backend(TINY).live_rows == 0  # the forked branches too
