@@ -240,7 +240,6 @@ class Decoding:
             row.hole = open_hole(request, context, row.runtime, self.decoder_for(row).max_tokens,
                                  row.plan is None, row.state.source)
             if served is not None and row.hole.ending is None:
-                check_supported(row.hole, served, self.decoder_for(row))
                 self.submit(row)
                 return
             if row.hole.ending is None and self.force_tokens:
@@ -271,11 +270,13 @@ class Decoding:
     # ------------------------------------------------------------ serving engines
 
     def submit(self, row: Row) -> None:
-        """Hand the row's hole to its serving engine (:mod:`lmq.runtime.decoding.remote`);
-        at most the backend's ``max_inflight`` holes are in flight (the model spec's
-        ``inflight=N``, else the engine's slots), the others queue."""
+        """Hand the row's hole to its serving engine (:mod:`lmq.runtime.decoding.remote`),
+        once it is known to be one the engine can decode exactly. At most the backend's
+        ``max_inflight`` holes are in flight (the model spec's ``inflight=N``, else the
+        engine's slots); the others queue."""
         backend, hole = row.context.backend, row.hole
         assert isinstance(backend, ServedBackend) and hole is not None
+        check_supported(hole, backend, self.decoder_for(row))
         pool = self._pools.get(backend)
         if pool is None:
             pool = self._pools[backend] = ThreadPoolExecutor(
